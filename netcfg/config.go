@@ -160,7 +160,7 @@ func (c Config) checkSharedPorts(l *field.List) {
 					}
 				}
 			}
-			if a.MediaPorts.overlaps(b.MediaPorts) {
+			if a.MediaPorts != (PortRange{}) && b.MediaPorts != (PortRange{}) && a.MediaPorts.overlaps(b.MediaPorts) {
 				l.Addf(field.Join(p, "mediaPorts"), "overlaps the media ports of realm %q on the same interface", a.Name)
 			}
 		}

@@ -267,8 +267,8 @@ func TestSharedInterface(t *testing.T) {
 func TestTwoAdminRealmsWithoutMedia(t *testing.T) {
 	c := Default()
 	c.Realms = append(c.Realms,
-		Realm{Name: "admin-a", Role: RoleAdmin, Interface: "eth1", Addresses: []string{"172.16.0.4/24"}},
-		Realm{Name: "admin-b", Role: RoleAdmin, Interface: "eth1", Addresses: []string{"172.16.0.4/24"}},
+		Realm{Name: "admin-a", Role: RoleAdmin, Interface: "eth1"},
+		Realm{Name: "admin-b", Role: RoleAdmin, Interface: "eth1"},
 	)
 	checkErr(t, c.Validate(), "")
 }

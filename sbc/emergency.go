@@ -63,7 +63,7 @@ func (e Emergency) Validate() error {
 }
 
 func dialString(s string) bool {
-	if s == "" || len(s) > 32 {
+	if s == "" || s == "+" || len(s) > 32 {
 		return false
 	}
 	for i, c := range s {

@@ -106,13 +106,15 @@ func (p CertificateProfile) Validate() error {
 	l.Required("name", p.Name)
 	l.OneOf("clientVerification", p.ClientVerification, "none", "optional", "required")
 	l.OneOf("minTLSVersion", p.MinTLSVersion, "1.2", "1.3")
-	if _, err := tls.X509KeyPair([]byte(p.CertificatePEM), []byte(p.KeyPEM)); err != nil {
-		switch {
-		case p.CertificatePEM == "":
-			l.Addf("certificatePEM", "required")
-		case p.KeyPEM == "":
-			l.Addf("keyPEM", "required")
-		default:
+	switch {
+	case p.CertificatePEM == "":
+		l.Addf("certificatePEM", "required")
+	case checkCerts(p.CertificatePEM) != nil:
+		l.Addf("certificatePEM", "%v", checkCerts(p.CertificatePEM))
+	case p.KeyPEM == "":
+		l.Addf("keyPEM", "required")
+	default:
+		if _, err := tls.X509KeyPair([]byte(p.CertificatePEM), []byte(p.KeyPEM)); err != nil {
 			l.Addf("keyPEM", "certificate and key do not form a pair: %v", err)
 		}
 	}

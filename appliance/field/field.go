@@ -172,10 +172,16 @@ func CheckDNSName(s string) error {
 	if name == "" || len(name) > 253 {
 		return fmt.Errorf("%q is not a valid host name", s)
 	}
-	for _, label := range strings.Split(name, ".") {
+	labels := strings.Split(name, ".")
+	for _, label := range labels {
 		if !validLabel(label) {
 			return fmt.Errorf("%q is not a valid host name", s)
 		}
+	}
+	// An all-numeric top label is a mistyped address such as
+	// "10.180.0.300", not a name (RFC 1123 section 2.1).
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return fmt.Errorf("%q is neither a valid IP address nor a host name", s)
 	}
 	return nil
 }
