@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/psigate/psigate/appliance/alarm"
+	"github.com/psigate/psigate/appliance/firstboot"
+	"github.com/psigate/psigate/appliance/store"
+	"github.com/psigate/psigate/appliance/supervisor"
+	"github.com/psigate/psigate/appliance/sysinfo"
+	"github.com/psigate/psigate/webui"
+)
+
+type options struct {
+	dataDir  string
+	httpAddr string
+	drain    time.Duration
+	log      *slog.Logger
+}
+
+// notBuilt are the services whose configuration exists but whose runtime
+// does not yet; the dashboard says so instead of pretending.
+var notBuilt = []webui.Component{
+	{Name: "sbc", State: "not built yet", Detail: "SIP signalling and media relay: configuration only"},
+	{Name: "netcfg", State: "not built yet", Detail: "realm addresses and routes: configuration only"},
+	{Name: "cloudlinkd", State: "not built yet", Detail: "cloud connector: configuration only"},
+}
+
+// run wires the appliance and runs it until ctx ends.
+func run(ctx context.Context, o options) error {
+	started := time.Now()
+	st, err := store.Open(o.dataDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			o.log.Error("closing the store", "err", err)
+		}
+	}()
+	hostname, _ := os.Hostname()
+	id, cert, err := firstboot.Ensure(st, started, hostname)
+	if err != nil {
+		return err
+	}
+	alarms := alarm.New(nil)
+	alarms.Raise("portal-self-signed", alarm.Minor, "The admin portal uses the appliance's self-signed certificate.")
+
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("admin portal: %w", err)
+	}
+	defer ln.Close()
+
+	var sup *supervisor.Supervisor
+	status := func(ctx context.Context) webui.Status {
+		info, err := sysinfo.Read("/proc", o.dataDir)
+		if err != nil {
+			o.log.Debug("sysinfo", "err", err)
+		}
+		run, _ := st.Running()
+		return webui.Status{
+			Version: version, MachineID: id.MachineID, Hostname: run.Config.System.Hostname,
+			Started: started, UptimeS: time.Since(started).Seconds(), System: info,
+			Alarms: alarms.List(), Components: components(sup.States()),
+		}
+	}
+	portal, err := webui.New(webui.Options{
+		Config: st, Auth: st, Status: status, AdminUser: firstboot.AdminUser,
+		MachineID: id.MachineID, Logger: o.log.With("service", "portal"),
+	})
+	if err != nil {
+		return err
+	}
+	sup = supervisor.New(o.log, st, alarms, supervisor.Service{
+		Name: "portal",
+		Run:  func(ctx context.Context) error { return portal.Serve(ctx, ln, cert, o.drain) },
+	})
+	o.log.Info("appliance starting", "version", version, "machineID", id.MachineID, "data", st.Path())
+	fmt.Printf("psigate: admin portal at %s\n", portalURL(ln.Addr(), hostname))
+	return sup.Run(ctx)
+}
+
+// portalURL is the address to type into a browser.
+func portalURL(addr net.Addr, hostname string) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "https://" + addr.String() + "/"
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = hostname
+	}
+	if tcp.Port == 443 {
+		return "https://" + host + "/"
+	}
+	return "https://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port)) + "/"
+}
+
+func components(states []supervisor.State) []webui.Component {
+	out := make([]webui.Component, 0, len(states)+len(notBuilt))
+	for _, s := range states {
+		c := webui.Component{Name: s.Name, State: "stopped", Detail: s.Err}
+		switch {
+		case s.Running:
+			c.State = "running"
+		case s.Err != "":
+			c.State = "failed"
+		}
+		out = append(out, c)
+	}
+	return append(out, notBuilt...)
+}
