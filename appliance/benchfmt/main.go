@@ -1,0 +1,92 @@
+// Command benchfmt turns `go test -bench` output on stdin into one line
+// per figure, "bench <name> <value> <unit>", and a ratio line
+// "bench <name>_ratio <value> x" for every benchmark Foo that has a
+// reference FooReference measured in the same run (the machines are
+// shared and noisy, so only same-run ratios compare).
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// line matches "BenchmarkApply-2   1234   5678 ns/op   90 B/op ...".
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+type result struct {
+	name   string
+	values map[string]float64 // unit -> value
+	order  []string
+}
+
+func parse(r io.Reader) ([]result, error) {
+	var out []result
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := line.FindStringSubmatch(sc.Text())
+		if m == nil {
+			if strings.HasPrefix(sc.Text(), "FAIL") || strings.HasPrefix(sc.Text(), "--- FAIL") {
+				return out, fmt.Errorf("benchmark failed: %s", sc.Text())
+			}
+			continue
+		}
+		res := result{name: snake(m[1]), values: map[string]float64{}}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			res.values[f[i+1]] = v
+			res.order = append(res.order, f[i+1])
+		}
+		out = append(out, res)
+	}
+	return out, sc.Err()
+}
+
+// snake turns "StoreApply/size=10" into "store_apply/size=10".
+func snake(s string) string {
+	var b strings.Builder
+	for i, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			if i > 0 && s[i-1] != '/' && s[i-1] != '_' {
+				b.WriteByte('_')
+			}
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func main() {
+	results, err := parse(os.Stdin)
+	byName := map[string]result{}
+	for _, r := range results {
+		byName[r.name] = r
+		for _, u := range r.order {
+			fmt.Printf("bench %s %g %s\n", r.name, r.values[u], u)
+		}
+	}
+	for _, r := range results {
+		ref, ok := byName[r.name+"_reference"]
+		if !ok || ref.values["ns/op"] == 0 {
+			continue
+		}
+		fmt.Printf("bench %s_ratio %.2f x\n", r.name, r.values["ns/op"]/ref.values["ns/op"])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchfmt:", err)
+		os.Exit(1)
+	}
+	if len(results) == 0 {
+		fmt.Fprintln(os.Stderr, "benchfmt: no benchmark results on stdin")
+		os.Exit(1)
+	}
+}
