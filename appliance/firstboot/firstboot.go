@@ -44,6 +44,28 @@ func Ensure(s *store.Store, now time.Time, names ...string) (store.Identity, tls
 	if err != nil {
 		return store.Identity{}, tls.Certificate{}, fmt.Errorf("firstboot: stored portal certificate: %w", err)
 	}
+	if now.Before(cert.Leaf.NotBefore) || now.After(cert.Leaf.NotAfter) {
+		// A box without a real-time clock may have made its certificate
+		// before NTP set the time (in 1970, say): make a new one.
+		return renew(s, id, now, names...)
+	}
+	return id, cert, nil
+}
+
+// renew replaces the portal certificate, keeping the machine ID.
+func renew(s *store.Store, id store.Identity, now time.Time, names ...string) (store.Identity, tls.Certificate, error) {
+	fresh, err := NewIdentity(now, names...)
+	if err != nil {
+		return store.Identity{}, tls.Certificate{}, err
+	}
+	if err := s.ReplaceCertificate(fresh.CertPEM, fresh.KeyPEM); err != nil {
+		return store.Identity{}, tls.Certificate{}, fmt.Errorf("firstboot: renew portal certificate: %w", err)
+	}
+	id.CertPEM, id.KeyPEM = fresh.CertPEM, fresh.KeyPEM
+	cert, err := tls.X509KeyPair([]byte(id.CertPEM), []byte(id.KeyPEM))
+	if err != nil {
+		return store.Identity{}, tls.Certificate{}, fmt.Errorf("firstboot: renewed portal certificate: %w", err)
+	}
 	return id, cert, nil
 }
 

@@ -39,6 +39,20 @@ func (s *Store) Identity(create func() (Identity, error)) (Identity, error) {
 	return id, err
 }
 
+// ReplaceCertificate stores a new portal certificate for the existing
+// identity; the machine ID never changes.
+func (s *Store) ReplaceCertificate(certPEM, keyPEM string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		var id Identity
+		if err := getJSON(b, keyIdentity, &id); err != nil {
+			return fmt.Errorf("store: identity: %w", err)
+		}
+		id.CertPEM, id.KeyPEM = certPEM, keyPEM
+		return putJSON(b, keyIdentity, id)
+	})
+}
+
 // User is an account of the admin portal.
 type User struct {
 	Name string `json:"name"`
