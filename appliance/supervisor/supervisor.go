@@ -156,7 +156,9 @@ func (s *Supervisor) reconcile(ctx context.Context, rev store.Revision) {
 
 func (s *Supervisor) autoRolledBack(rev store.Revision) {
 	s.log.Warn("unconfirmed apply rolled back", "revision", rev.Number, "restored", rev.From, "comment", rev.Comment)
+	if err := s.store.Audit(store.Event{Actor: "system", Action: "auto-rollback", Detail: rev.Comment, OK: true}); err != nil {
+		s.log.Error("audit event lost", "action", "auto-rollback", "err", err)
+	}
 	s.alarms.Raise("config-auto-rollback", alarm.Major,
 		fmt.Sprintf("An apply was not confirmed in time and was rolled back: revision %d restores revision %d.", rev.Number, rev.From))
-	_ = s.store.Audit(store.Event{Actor: "system", Action: "auto-rollback", Detail: rev.Comment, OK: true})
 }
