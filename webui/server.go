@@ -55,6 +55,7 @@ type AuthStore interface {
 	PutSession(key []byte, s store.Session) error
 	Session(key []byte) (store.Session, error)
 	DeleteSession(key []byte) error
+	PruneSessions(now time.Time) error
 	Audit(store.Event) error
 	AuditLog(limit int) ([]store.Event, error)
 }
@@ -140,7 +141,8 @@ func New(o Options) (*Server, error) {
 // ServeHTTP serves the portal (for tests with httptest.NewTLSServer).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// Serve serves HTTPS on ln with cert until ctx ends, then stops accepting
+// Serve serves HTTPS on ln with cert until ctx ends (pruning expired
+// sessions every hour), then stops accepting
 // and waits up to drain for running requests.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, cert tls.Certificate, drain time.Duration) error {
 	srv := &http.Server{
@@ -158,10 +160,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, cert tls.Certificat
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("webui: serve: %w", err)
-	case <-ctx.Done():
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	for done := false; !done; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("webui: serve: %w", err)
+		case <-prune.C:
+			if err := s.opts.Auth.PruneSessions(s.opts.Now()); err != nil {
+				s.log.Error("pruning expired sessions", "err", err)
+			}
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 	defer cancel()
