@@ -53,7 +53,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, status int, err error) {
 	body := apiError{Error: err.Error(), Fields: fieldErrors(err)}
 	if body.Fields != nil {
-		body.Error = "invalid configuration"
+		body.Error = "validation failed; see fields"
 	}
 	writeJSON(w, status, body)
 }
@@ -154,7 +154,7 @@ func (s *Server) apiPutCandidate(w http.ResponseWriter, r *http.Request) {
 		s.badConfig(w, err)
 		return
 	}
-	saved, err := s.opts.Config.SetCandidate(c)
+	saved, err := s.saveCandidate(r, c)
 	if err != nil {
 		s.configError(w, r, err)
 		return
@@ -170,6 +170,26 @@ func (s *Server) badConfig(w http.ResponseWriter, err error) {
 		return
 	}
 	writeError(w, http.StatusBadRequest, err)
+}
+
+// saveCandidate stores an edited candidate and audits what it changed.
+func (s *Server) saveCandidate(r *http.Request, c config.Config) (config.Config, error) {
+	prev, err := s.opts.Config.Candidate()
+	if err != nil {
+		return config.Config{}, err
+	}
+	saved, err := s.opts.Config.SetCandidate(c)
+	detail := fmt.Sprintf("%d fields changed", len(config.Diff(prev, saved)))
+	if err != nil {
+		detail = "refused: " + firstLine(err.Error())
+	}
+	s.audit(r, sessionFrom(r.Context()).User, "candidate", detail, err == nil)
+	return saved, err
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 type applyRequest struct {
@@ -221,7 +241,11 @@ func (s *Server) apiApply(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) doConfirm(r *http.Request) (store.Pending, error) {
 	p, err := s.opts.Config.Confirm()
-	s.audit(r, sessionFrom(r.Context()).User, "confirm", fmt.Sprintf("revision %d", p.Revision), err == nil)
+	detail := fmt.Sprintf("revision %d", p.Revision)
+	if err != nil {
+		detail = err.Error()
+	}
+	s.audit(r, sessionFrom(r.Context()).User, "confirm", detail, err == nil)
 	return p, err
 }
 
@@ -398,9 +422,10 @@ func (s *Server) apiImport(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request) {
 	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
-	if err != nil || limit <= 0 || limit > 1000 {
+	if err != nil || limit <= 0 {
 		limit = 100
 	}
+	limit = min(limit, 1000)
 	log, err := s.opts.Auth.AuditLog(limit)
 	if err != nil {
 		s.fail(w, r, err)

@@ -215,9 +215,8 @@ func (e throttledError) Error() string {
 // doLogin checks credentials and creates a session; it returns the
 // session token.
 func (s *Server) doLogin(r *http.Request, user, password string) (string, store.Session, error) {
-	ip := "ip:" + clientIP(r)
-	userKey := "user:" + user
-	if wait := s.throttle.wait(ip, userKey); wait > 0 {
+	ip, name := sourceKey(clientIP(r)), userKey(user)
+	if wait := s.throttle.wait(ip, name); wait > 0 {
 		s.audit(r, user, "login", "throttled", false)
 		return "", store.Session{}, throttledError{wait}
 	}
@@ -235,12 +234,11 @@ func (s *Server) doLogin(r *http.Request, user, password string) (string, store.
 		return "", store.Session{}, err
 	}
 	if !ok {
-		s.throttle.fail(ip, userKey)
+		s.throttle.fail(ip, name)
 		s.audit(r, user, "login", "wrong user name or password", false)
 		return "", store.Session{}, errBadLogin
 	}
-	s.throttle.succeed(ip)
-	s.throttle.succeed(userKey)
+	s.throttle.succeed(ip, name)
 	token := randomToken()
 	now := s.opts.Now()
 	sess := store.Session{User: user, Created: now.UTC(), Expires: now.Add(s.opts.SessionTTL).UTC(), CSRF: randomToken(), Source: clientIP(r)}

@@ -225,7 +225,7 @@ func (s *Server) candidateForm(w http.ResponseWriter, r *http.Request) {
 	text := r.PostFormValue("config")
 	c, err := config.Parse([]byte(text))
 	if err == nil {
-		_, err = s.opts.Config.SetCandidate(c)
+		_, err = s.saveCandidate(r, c)
 	}
 	if err != nil {
 		cv, verr := s.configView(text)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,6 +233,14 @@ func (s *Server) routes() http.Handler {
 	// state-changing one is refused before any handler runs. Forms and
 	// cookie-authenticated API calls also carry the session's CSRF token.
 	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path, "source", clientIP(r))
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			writeError(w, http.StatusForbidden, errors.New("cross-origin request refused"))
+			return
+		}
+		http.Error(w, "Forbidden: cross-origin request refused", http.StatusForbidden)
+	}))
 	return securityHeaders(cop.Handler(mux))
 }
 

@@ -5,10 +5,12 @@ import (
 	"time"
 )
 
-// throttle slows down password guessing: after freeFailures failed logins
-// from one source or for one user, each further attempt must wait twice
-// as long as the previous one, up to maxDelay. A success clears the
-// source's count; failures are forgotten after forget.
+// throttle slows down password guessing: after a key's free failures
+// (5 from one source address, 20 for one user name from anywhere, so a
+// stranger cannot lock the admin out as quickly as he can guess from one
+// address), each further attempt must wait twice as long as the previous
+// one, up to maxDelay. A success clears the count; failures are forgotten
+// after forget.
 type throttle struct {
 	mu     sync.Mutex
 	now    func() time.Time
@@ -20,11 +22,19 @@ type failures struct {
 	last  time.Time
 }
 
+// key names what failures are counted for, with how many are free.
+type key struct {
+	name string
+	free int
+}
+
+func sourceKey(ip string) key { return key{"ip:" + ip, 5} }
+func userKey(user string) key { return key{"user:" + user, 20} }
+
 const (
-	freeFailures = 5
-	baseDelay    = time.Second
-	maxDelay     = 15 * time.Minute
-	forget       = time.Hour
+	baseDelay = time.Second
+	maxDelay  = 15 * time.Minute
+	forget    = time.Hour
 )
 
 func newThrottle(now func() time.Time) *throttle {
@@ -33,56 +43,60 @@ func newThrottle(now func() time.Time) *throttle {
 
 // wait returns how long the caller must wait before the keys may try
 // again; 0 means now.
-func (t *throttle) wait(keys ...string) time.Duration {
+func (t *throttle) wait(keys ...key) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	var longest time.Duration
 	for _, k := range keys {
-		f := t.failed[k]
-		if f == nil || f.count < freeFailures {
+		f := t.failed[k.name]
+		if f == nil || f.count < k.free {
 			continue
 		}
 		if now.Sub(f.last) > forget {
-			delete(t.failed, k)
+			delete(t.failed, k.name)
 			continue
 		}
-		if d := f.last.Add(delayFor(f.count)).Sub(now); d > longest {
+		if d := f.last.Add(delayFor(f.count - k.free)).Sub(now); d > longest {
 			longest = d
 		}
 	}
 	return longest
 }
 
-func delayFor(count int) time.Duration {
-	d := baseDelay << min(count-freeFailures, 20)
+// delayFor is the wait after the given number of failures beyond the free
+// ones: 1 s, 2 s, 4 s ... up to maxDelay.
+func delayFor(over int) time.Duration {
+	d := baseDelay << min(over, 20)
 	return min(d, maxDelay)
 }
 
 // fail records a failed attempt for each key.
-func (t *throttle) fail(keys ...string) {
+func (t *throttle) fail(keys ...key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	for _, k := range keys {
-		f := t.failed[k]
+		f := t.failed[k.name]
 		if f == nil {
 			if len(t.failed) > 100000 {
 				t.pruneLocked(now)
 			}
 			f = &failures{}
-			t.failed[k] = f
+			t.failed[k.name] = f
 		}
 		f.count++
 		f.last = now
 	}
 }
 
-// succeed forgets the failures of key.
-func (t *throttle) succeed(key string) {
+// succeed forgets the failures of keys.
+func (t *throttle) succeed(keys ...key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.failed, key)
+	for _, k := range keys {
+		delete(t.failed, k.name)
+	}
 }
 
 func (t *throttle) pruneLocked(now time.Time) {

@@ -92,7 +92,8 @@ func redact(v reflect.Value) {
 // KeepSecrets fills every empty secret in dst from the matching field of
 // prev (list elements matched by name, else position). A configuration
 // that went through Redact and comes back edited keeps its keys and
-// passwords; a secret is removed only by removing what holds it.
+// passwords; a secret is removed by removing what holds it: the list
+// element, or every other field of its struct (an emptied proxy).
 func KeepSecrets(dst *Config, prev Config) {
 	keepSecrets(reflect.ValueOf(dst).Elem(), reflect.ValueOf(prev))
 }
@@ -119,10 +120,11 @@ func keepSecrets(dst, prev reflect.Value) {
 			}
 		}
 	case reflect.Struct:
+		cleared := onlySecrets(dst)
 		for i := 0; i < dst.NumField(); i++ {
 			f := dst.Type().Field(i)
 			if isSecret(f) && f.Type.Kind() == reflect.String {
-				if dst.Field(i).String() == "" {
+				if dst.Field(i).String() == "" && !cleared {
 					dst.Field(i).SetString(prev.Field(i).String())
 				}
 				continue
@@ -130,6 +132,24 @@ func keepSecrets(dst, prev reflect.Value) {
 			keepSecrets(dst.Field(i), prev.Field(i))
 		}
 	}
+}
+
+// onlySecrets reports whether a struct that holds secrets has nothing but
+// zero values besides them: its owner cleared it (say, removed the proxy),
+// so its secrets go too.
+func onlySecrets(v reflect.Value) bool {
+	holds := false
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if isSecret(f) {
+			holds = true
+			continue
+		}
+		if !v.Field(i).IsZero() {
+			return false
+		}
+	}
+	return holds
 }
 
 // Change is one field that differs between two configurations.
