@@ -89,7 +89,7 @@ func CheckPassword(encoded, pw string) (bool, error) {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
 		return false, fmt.Errorf("password hash: parameters %q: %w", parts[3], err)
 	}
-	if p.MemoryKiB > 1<<21 || p.Time > 64 || p.Threads == 0 {
+	if p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > 1<<21 || p.Time == 0 || p.Time > 64 || p.Threads == 0 {
 		return false, fmt.Errorf("password hash: parameters %q out of bounds", parts[3])
 	}
 	b64 := base64.RawStdEncoding

@@ -1,7 +1,7 @@
 // Command benchfmt turns `go test -bench` output on stdin into one line
 // per figure, "bench <name> <value> <unit>", and a ratio line
 // "bench <name>_ratio <value> x" for every benchmark Foo that has a
-// reference FooReference measured in the same run (the machines are
+// reference FooReference (or Foo/x a FooReference/x) measured in the same run (the machines are
 // shared and noisy, so only same-run ratios compare).
 package main
 
@@ -65,17 +65,27 @@ func snake(s string) string {
 	return b.String()
 }
 
+// referenceOf names the reference of a benchmark: "foo" -> "foo_reference",
+// "foo/size=10" -> "foo_reference/size=10".
+func referenceOf(name string) string {
+	base, sub, found := strings.Cut(name, "/")
+	if found {
+		return base + "_reference/" + sub
+	}
+	return base + "_reference"
+}
+
 func main() {
 	results, err := parse(os.Stdin)
 	byName := map[string]result{}
 	for _, r := range results {
 		byName[r.name] = r
 		for _, u := range r.order {
-			fmt.Printf("bench %s %g %s\n", r.name, r.values[u], u)
+			fmt.Printf("bench %s %s %s\n", r.name, strconv.FormatFloat(r.values[u], 'f', -1, 64), u)
 		}
 	}
 	for _, r := range results {
-		ref, ok := byName[r.name+"_reference"]
+		ref, ok := byName[referenceOf(r.name)]
 		if !ok || ref.values["ns/op"] == 0 {
 			continue
 		}

@@ -31,14 +31,10 @@ type Info struct {
 func Read(proc, dataDir string) (Info, error) {
 	info := Info{CPUs: runtime.NumCPU(), Goroutines: runtime.NumGoroutine()}
 	var errs []string
-	if err := readLoad(proc, &info); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if err := readMem(proc, &info); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if err := readSelf(proc, &info); err != nil {
-		errs = append(errs, err.Error())
+	for _, read := range []func(string, *Info) error{readLoad, readUptime, readMem, readSelf} {
+		if err := read(proc, &info); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dataDir, &st); err != nil {
@@ -53,58 +49,91 @@ func Read(proc, dataDir string) (Info, error) {
 	return info, nil
 }
 
+// fields reads a one-line file and splits it, requiring at least n fields.
+func fields(path string, n int) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < n {
+		return nil, fmt.Errorf("%s: unexpected %q", path, b)
+	}
+	return f, nil
+}
+
+func parseFloats(path string, in []string, out ...*float64) error {
+	for i, p := range out {
+		v, err := strconv.ParseFloat(in[i], 64)
+		if err != nil {
+			return fmt.Errorf("%s: field %d: %w", path, i+1, err)
+		}
+		*p = v
+	}
+	return nil
+}
+
 func readLoad(proc string, info *Info) error {
-	b, err := os.ReadFile(proc + "/loadavg")
+	path := proc + "/loadavg"
+	f, err := fields(path, 2)
 	if err != nil {
 		return err
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return fmt.Errorf("%s/loadavg: unexpected %q", proc, b)
+	return parseFloats(path, f, &info.Load1, &info.Load5)
+}
+
+func readUptime(proc string, info *Info) error {
+	path := proc + "/uptime"
+	f, err := fields(path, 1)
+	if err != nil {
+		return err
 	}
-	info.Load1, _ = strconv.ParseFloat(f[0], 64)
-	info.Load5, _ = strconv.ParseFloat(f[1], 64)
-	if b, err := os.ReadFile(proc + "/uptime"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			info.HostUptimeS, _ = strconv.ParseFloat(f[0], 64)
+	return parseFloats(path, f, &info.HostUptimeS)
+}
+
+func readMem(proc string, info *Info) error {
+	path := proc + "/meminfo"
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	want := map[string]*uint64{"MemTotal": &info.MemTotal, "MemAvailable": &info.MemAvail}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		dst := want[k]
+		if !ok || dst == nil {
+			continue
+		}
+		kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", path, k, err)
+		}
+		*dst = kb * 1024
+		delete(want, k)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, k := range []string{"MemTotal", "MemAvailable"} {
+		if _, missing := want[k]; missing {
+			return fmt.Errorf("%s: no %s", path, k)
 		}
 	}
 	return nil
 }
 
-func readMem(proc string, info *Info) error {
-	f, err := os.Open(proc + "/meminfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "MemTotal":
-			info.MemTotal = kb * 1024
-		case "MemAvailable":
-			info.MemAvail = kb * 1024
-		}
-	}
-	return sc.Err()
-}
-
 func readSelf(proc string, info *Info) error {
-	b, err := os.ReadFile(proc + "/self/statm")
+	path := proc + "/self/statm"
+	f, err := fields(path, 2)
 	if err != nil {
 		return err
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return fmt.Errorf("%s/self/statm: unexpected %q", proc, b)
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: resident pages: %w", path, err)
 	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
 	info.ProcessRSS = pages * uint64(os.Getpagesize())
 	return nil
 }
