@@ -91,12 +91,12 @@ func Default() Config {
 	return Config{
 		Realms: []Realm{
 			{
-				Name: "Main-Core-IPv4", Role: RoleCore, Interface: "eth0", DHCP: true,
+				Name: "Main-Core-IPv4", Role: RoleCore, Interface: "eth0", DHCP: true, Addresses: []string{},
 				SIPPorts:   SIPPorts{UDP: 5060, TCP: 5060, TLS: 5061},
 				MediaPorts: PortRange{Min: 20000, Max: 24999},
 			},
 			{
-				Name: "Main-Access-IPv4", Role: RoleAccess, Interface: "eth0",
+				Name: "Main-Access-IPv4", Role: RoleAccess, Interface: "eth0", Addresses: []string{},
 				SIPPorts:   SIPPorts{TLS: 65061},
 				MediaPorts: PortRange{Min: 25000, Max: 29999},
 			},
