@@ -33,13 +33,14 @@ func parsePages() (map[string]*template.Template, error) {
 		"bytes": humanBytes,
 		"dur":   func(sec float64) string { return (time.Duration(sec) * time.Second).String() },
 		"prev":  func(n uint64) uint64 { return n - 1 },
+		"args":  func(s *slot, name, label string) checkboxArgs { return checkboxArgs{s, name, label} },
 	}
 	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
 		return nil, fmt.Errorf("webui: layout template: %w", err)
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"setup", "login", "dashboard", "config", "history", "diff", "backup", "audit"} {
+	for _, name := range []string{"setup", "login", "dashboard", "config", "history", "diff", "backup", "audit", "media", "media_profile"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("webui: template %s: %w", name, err)

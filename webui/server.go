@@ -110,6 +110,8 @@ type Server struct {
 
 	dummyOnce sync.Once
 	dummy     string
+
+	editMu sync.Mutex // serializes the portal's edits of the candidate
 }
 
 // New builds the portal. It fails only if its embedded templates are
@@ -202,6 +204,14 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /config/candidate", s.page(s.candidateForm))
 	mux.HandleFunc("POST /config/apply", s.page(s.applyForm))
 	mux.HandleFunc("POST /config/confirm", s.page(s.confirmForm))
+	mux.HandleFunc("GET /media", s.page(s.mediaPage))
+	mux.HandleFunc("GET /media/profiles/new", s.page(s.profileNewPage))
+	mux.HandleFunc("GET /media/profiles/{name}", s.page(s.profileEditPage))
+	mux.HandleFunc("POST /media/profiles", s.page(s.profileCreateForm))
+	mux.HandleFunc("POST /media/profiles/{name}", s.page(s.profileUpdateForm))
+	mux.HandleFunc("POST /media/profiles/{name}/delete", s.page(s.profileDeleteForm))
+	mux.HandleFunc("POST /media/user-agents", s.page(s.userAgentsForm))
+	mux.HandleFunc("POST /media/ports", s.page(s.portsForm))
 	mux.HandleFunc("GET /history", s.page(s.historyPage))
 	mux.HandleFunc("GET /history/diff", s.page(s.diffPage))
 	mux.HandleFunc("POST /history/rollback", s.page(s.rollbackForm))
@@ -225,6 +235,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/config/export", s.api(s.apiExport))
 	mux.HandleFunc("POST /api/v1/config/import", s.api(s.apiImport))
 	mux.HandleFunc("GET /api/v1/audit", s.api(s.apiAudit))
+	mux.HandleFunc("GET /api/v1/media", s.api(s.apiMedia))
+	mux.HandleFunc("PUT /api/v1/media/profiles/{name}", s.api(s.apiPutProfile))
+	mux.HandleFunc("DELETE /api/v1/media/profiles/{name}", s.api(s.apiDeleteProfile))
+	mux.HandleFunc("PUT /api/v1/media/user-agents", s.api(apiMediaEdit(s, setUserAgents)))
+	mux.HandleFunc("PUT /api/v1/media/core-profile", s.api(apiMediaEdit(s, setCoreProfile)))
+	mux.HandleFunc("PUT /api/v1/media/ports", s.api(apiMediaEdit(s, setPorts)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such API endpoint"))
 	})
