@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: run build test test-short lint bench bench-store clean
+.PHONY: run build test test-short lint bench bench-store bench-media clean
 
 ## run: build and start the appliance with data under ./var; prints the portal URL
 run: build
@@ -28,11 +28,15 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## bench: every benchmark, one "bench <name> <value> <unit>" line per figure
-bench: bench-store
+bench: bench-store bench-media
 
 ## bench-store: configuration apply against a bare bbolt transaction of the same size
 bench-store:
 	@$(GO) test -run '^$$' -bench . -benchmem -count=1 ./appliance/store/ | $(GO) run ./appliance/benchfmt
+
+## bench-media: relay throughput on one core (GOMAXPROCS=1) next to a raw Go UDP relay, allocations, memory per call
+bench-media:
+	@$(GO) test -run '^$$' -bench 'Relay|Memory' -cpu 1 -benchtime 2s -count=1 ./sbc/media/relay/ | $(GO) run ./appliance/benchfmt
 
 clean:
 	rm -rf bin

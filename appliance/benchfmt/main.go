@@ -1,6 +1,8 @@
 // Command benchfmt turns `go test -bench` output on stdin into one line
 // per figure, "bench <name> <value> <unit>", and a ratio line
-// "bench <name>_ratio <value> x" for every benchmark Foo that has a
+// "bench <name>_ratio <value> x" (packets per second of Foo over the
+// reference's where both report pps, else time per operation of Foo over
+// the reference's) for every benchmark Foo that has a
 // reference FooReference (or Foo/x a FooReference/x) measured in the same run (the machines are
 // shared and noisy, so only same-run ratios compare).
 package main
@@ -13,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // line matches "BenchmarkApply-2   1234   5678 ns/op   90 B/op ...".
@@ -50,17 +53,20 @@ func parse(r io.Reader) ([]result, error) {
 	return out, sc.Err()
 }
 
-// snake turns "StoreApply/size=10" into "store_apply/size=10".
+// snake turns "StoreApply/size=10" into "store_apply/size=10" and keeps
+// acronyms whole: "RelayRTPToSRTP" becomes "relay_rtp_to_srtp".
 func snake(s string) string {
+	r := []rune(s)
 	var b strings.Builder
-	for i, c := range s {
-		if c >= 'A' && c <= 'Z' {
-			if i > 0 && s[i-1] != '/' && s[i-1] != '_' {
+	for i, c := range r {
+		if unicode.IsUpper(c) && i > 0 && r[i-1] != '/' && r[i-1] != '_' {
+			prevLower := !unicode.IsUpper(r[i-1])
+			nextLower := i+1 < len(r) && unicode.IsLower(r[i+1])
+			if prevLower || nextLower {
 				b.WriteByte('_')
 			}
-			c += 'a' - 'A'
 		}
-		b.WriteRune(c)
+		b.WriteRune(unicode.ToLower(c))
 	}
 	return b.String()
 }
@@ -75,6 +81,18 @@ func referenceOf(name string) string {
 	return base + "_reference"
 }
 
+// ratio compares a result with its reference: throughput (pps, higher is
+// better) when both report it, else time per operation (lower is better).
+func ratio(r, ref result) (float64, bool) {
+	if ref.values["pps"] > 0 && r.values["pps"] > 0 {
+		return r.values["pps"] / ref.values["pps"], true
+	}
+	if ref.values["ns/op"] == 0 {
+		return 0, false
+	}
+	return r.values["ns/op"] / ref.values["ns/op"], true
+}
+
 func main() {
 	results, err := parse(os.Stdin)
 	byName := map[string]result{}
@@ -86,10 +104,12 @@ func main() {
 	}
 	for _, r := range results {
 		ref, ok := byName[referenceOf(r.name)]
-		if !ok || ref.values["ns/op"] == 0 {
+		if !ok {
 			continue
 		}
-		fmt.Printf("bench %s_ratio %.2f x\n", r.name, r.values["ns/op"]/ref.values["ns/op"])
+		if v, ok := ratio(r, ref); ok {
+			fmt.Printf("bench %s_ratio %.2f x\n", r.name, v)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchfmt:", err)

@@ -160,7 +160,7 @@ func TestParseMalformedResultLines(t *testing.T) {
 		{"BenchmarkFoo-2 10 5 ns/op 7\n", []flat{{"foo", []string{"ns/op"}, []float64{5}}}},
 		{"BenchmarkFoo-2 99999999999999999999999 1e400 ns/op\n", []flat{{"foo", nil, nil}}},
 		{"BenchmarkFoo 10 -3 ns/op\n", []flat{{"foo", []string{"ns/op"}, []float64{-3}}}},
-		{"BenchmarkÄpfel-2 10 5 ns/op\n", []flat{{"Äpfel", []string{"ns/op"}, []float64{5}}}},
+		{"BenchmarkÄpfel-2 10 5 ns/op\n", []flat{{"äpfel", []string{"ns/op"}, []float64{5}}}},
 	} {
 		rs, err := parse(strings.NewReader(tc.in))
 		if err != nil {
@@ -189,7 +189,9 @@ func TestSnake(t *testing.T) {
 		"x":                      "x",
 		"X":                      "x",
 		"":                       "",
-		"HTTP":                   "h_t_t_p",
+		"HTTP":                   "http",
+		"RelayRTPToSRTP":         "relay_rtp_to_srtp",
+		"ParseSDPOffer":          "parse_sdp_offer",
 		"ConfigValidate/Deep/A1": "config_validate/deep/a1",
 		"größeWert":              "größe_wert",
 	} {

@@ -28,7 +28,8 @@ type RealmPorts struct {
 // Config configures an Engine.
 type Config struct {
 	Realms []RealmPorts
-	// Drain keeps a released port pair unused for this long; default 2s.
+	// Drain keeps a released port pair unused for this long; default 2s,
+	// negative for none.
 	Drain time.Duration
 	// InitialTimeout ends media that never started; default 30s.
 	InitialTimeout time.Duration

@@ -179,8 +179,16 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, authenticated bool, now ti
 		l.stats.relatches.Add(1)
 	}
 	l.latched, l.latchedSSRC, l.lastLatched = true, ssrc, now
-	l.dest.Store(&src)
+	l.dest.Store(heapAddr(src))
 	return true
+}
+
+// heapAddr copies an address to the heap, so that only a latch, not every
+// packet, allocates.
+func heapAddr(a netip.AddrPort) *netip.AddrPort {
+	p := new(netip.AddrPort)
+	*p = a
+	return p
 }
 
 // acceptRTCP latches the RTCP destination: to an authenticated SRTCP
@@ -195,7 +203,7 @@ func (l *leg) acceptRTCP(src netip.AddrPort, authenticated bool) bool {
 			return false
 		}
 	}
-	l.destRTCP.Store(&src)
+	l.destRTCP.Store(heapAddr(src))
 	return true
 }
 
