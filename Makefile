@@ -34,9 +34,10 @@ bench: bench-store bench-media
 bench-store:
 	@$(GO) test -run '^$$' -bench . -benchmem -count=1 ./appliance/store/ | $(GO) run ./appliance/benchfmt
 
-## bench-media: relay throughput on one core (GOMAXPROCS=1) next to a raw Go UDP relay, allocations, memory per call
+## bench-media: relay throughput on one core (GOMAXPROCS=1) and calls carried by one pinned core, each next to a raw Go UDP relay; allocations; memory per call
 bench-media:
-	@$(GO) test -run '^$$' -bench 'Relay|Memory' -cpu 1 -benchtime 2s -count=1 ./sbc/media/relay/ | $(GO) run ./appliance/benchfmt
+	@{ $(GO) test -run '^$$' -bench 'Relay|Memory' -cpu 1 -benchtime 2s -count=1 ./sbc/media/relay/ && \
+	   $(GO) test -run '^$$' -bench 'CallCapacity' -benchtime 1x -count=1 -timeout 10m ./sbc/media/relay/; } | $(GO) run ./appliance/benchfmt
 
 clean:
 	rm -rf bin

@@ -1,8 +1,8 @@
 // Command benchfmt turns `go test -bench` output on stdin into one line
 // per figure, "bench <name> <value> <unit>", and a ratio line
-// "bench <name>_ratio <value> x" (packets per second of Foo over the
-// reference's where both report pps, else time per operation of Foo over
-// the reference's) for every benchmark Foo that has a
+// "bench <name>_ratio <value> x" (Foo's own figure, such as pps or calls,
+// over the reference's where both report one, else Foo's time per
+// operation over the reference's) for every benchmark Foo that has a
 // reference FooReference (or Foo/x a FooReference/x) measured in the same run (the machines are
 // shared and noisy, so only same-run ratios compare).
 package main
@@ -81,11 +81,18 @@ func referenceOf(name string) string {
 	return base + "_reference"
 }
 
-// ratio compares a result with its reference: throughput (pps, higher is
-// better) when both report it, else time per operation (lower is better).
+// ratio compares a result with its reference: by the first figure of
+// its own unit that both report (such as pps or calls, where higher is
+// better), else by time per operation (lower is better).
 func ratio(r, ref result) (float64, bool) {
-	if ref.values["pps"] > 0 && r.values["pps"] > 0 {
-		return r.values["pps"] / ref.values["pps"], true
+	for _, u := range r.order {
+		switch u {
+		case "ns/op", "B/op", "allocs/op", "MB/s":
+			continue
+		}
+		if ref.values[u] > 0 {
+			return r.values[u] / ref.values[u], true
+		}
 	}
 	if ref.values["ns/op"] == 0 {
 		return 0, false
