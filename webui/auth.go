@@ -110,57 +110,61 @@ func checkCSRF(r *http.Request, sess *session) error {
 	return nil
 }
 
-// page wraps an HTML handler: setup first, then login, then CSRF.
-func (s *Server) page(h http.HandlerFunc) http.HandlerFunc {
+// page wraps an HTML handler: setup first, then login, then CSRF;
+// refusals redirect or answer in plain text.
+func (s *Server) page(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, false) }
+
+// api wraps a JSON handler the same way, answering with JSON errors.
+func (s *Server) api(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, true) }
+
+func (s *Server) guard(h http.HandlerFunc, asJSON bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		done, err := s.setupDone()
-		if err != nil {
+		switch {
+		case err != nil:
 			s.fail(w, r, err)
 			return
-		}
-		if !done {
+		case !done && asJSON:
+			writeError(w, http.StatusForbidden, errors.New("set the admin password first (POST /api/v1/setup)"))
+			return
+		case !done:
 			http.Redirect(w, r, "/setup", http.StatusSeeOther)
 			return
 		}
 		sess, err := s.authenticate(r)
-		if err != nil {
+		switch {
+		case err != nil && asJSON:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="psigate"`)
+			writeError(w, http.StatusUnauthorized, err)
+			return
+		case err != nil:
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
 		if err := checkCSRF(r, sess); err != nil {
 			s.audit(r, sess.User, "csrf-refused", r.Method+" "+r.URL.Path, false)
-			http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
+			if asJSON {
+				writeError(w, http.StatusForbidden, err)
+			} else {
+				http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
+			}
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
 	}
 }
 
-// api wraps a JSON handler the same way, answering with JSON errors.
-func (s *Server) api(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		done, err := s.setupDone()
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if !done {
-			writeError(w, http.StatusForbidden, errors.New("set the admin password first (POST /api/v1/setup)"))
-			return
-		}
-		sess, err := s.authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="psigate"`)
-			writeError(w, http.StatusUnauthorized, err)
-			return
-		}
-		if err := checkCSRF(r, sess); err != nil {
-			s.audit(r, sess.User, "csrf-refused", r.Method+" "+r.URL.Path, false)
-			writeError(w, http.StatusForbidden, err)
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
+// logout ends the caller's session; false when the answer is already
+// written (an error).
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) bool {
+	sess := sessionFrom(r.Context())
+	if err := s.opts.Auth.DeleteSession(sess.key); err != nil {
+		s.fail(w, r, err)
+		return false
 	}
+	s.audit(r, sess.User, "logout", "", true)
+	clearSessionCookie(w)
+	return true
 }
 
 // audit records an event; a failure to record is logged, not fatal.
@@ -325,14 +329,9 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 
 // apiLogout is DELETE /api/v1/session.
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
-	sess := sessionFrom(r.Context())
-	if err := s.opts.Auth.DeleteSession(sess.key); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.logout(w, r) {
+		w.WriteHeader(http.StatusNoContent)
 	}
-	s.audit(r, sess.User, "logout", "", true)
-	clearSessionCookie(w)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // decodeJSON reads a JSON request body of at most 4 MiB strictly.

@@ -171,14 +171,9 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
-	sess := sessionFrom(r.Context())
-	if err := s.opts.Auth.DeleteSession(sess.key); err != nil {
-		s.fail(w, r, err)
-		return
+	if s.logout(w, r) {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
 	}
-	s.audit(r, sess.User, "logout", "", true)
-	clearSessionCookie(w)
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request) {
