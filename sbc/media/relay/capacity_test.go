@@ -384,8 +384,7 @@ func capacity(b *testing.B, raw bool) (int, time.Duration) {
 		b.Fatal(err)
 	}
 	key, _ := sdes.New(1, sdes.AES128SHA1_80)
-	best, bestP99 := 0, time.Duration(0)
-	for _, calls := range []int{250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000} {
+	step := func(calls int) (bool, time.Duration) {
 		req := capacityRequest{Calls: calls, Client: addrs.Client, PBX: addrs.PBX, Key: key.String()}
 		if err := relayIn.Encode(req); err != nil {
 			b.Fatal(err)
@@ -408,10 +407,26 @@ func capacity(b *testing.B, raw bool) (int, time.Duration) {
 		if err := relayOut.Decode(&closed); err != nil {
 			b.Fatal(err)
 		}
-		if res.Received < res.Sent || res.P99 >= 5*time.Millisecond {
+		return res.Received >= res.Sent && res.P99 < 5*time.Millisecond, res.P99
+	}
+	// Coarse steps of 250 calls, then halve the gap between the last good
+	// and the first bad step down to 50 calls.
+	best, bestP99, bad := 0, time.Duration(0), 0
+	for calls := 250; calls <= 4000; calls += 250 {
+		ok, p99 := step(calls)
+		if !ok {
+			bad = calls
 			break
 		}
-		best, bestP99 = calls, res.P99
+		best, bestP99 = calls, p99
+	}
+	for bad-best > 50 {
+		mid := (best + bad) / 2
+		if ok, p99 := step(mid); ok {
+			best, bestP99 = mid, p99
+		} else {
+			bad = mid
+		}
 	}
 	return best, bestP99
 }
