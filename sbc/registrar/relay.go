@@ -1,0 +1,414 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/signal"
+)
+
+// Target is the PBX node a REGISTER goes to.
+type Target struct {
+	Node      string // the node's name, e.g. "node1"
+	Addr      string // host:port, e.g. "10.180.0.10:5060"
+	Transport string // "UDP", "TCP" or "TLS"
+}
+
+// ErrNoNode means no PBX node is available; clients get 503.
+var ErrNoNode = errors.New("registrar: no PBX node available")
+
+// Router picks the PBX node for an AOR; node is the node the AOR is
+// registered on now ("" if none), for "stick with comm server".
+type Router interface {
+	Route(aor, node string) (Target, error)
+}
+
+// Limits are the registration timers of the remote subscriber settings
+// (seed 9.4.1.1).
+type Limits struct {
+	MaxExpiry   time.Duration // longer requests are shortened to it
+	MinInterval time.Duration // shorter ones get 423 Interval Too Brief
+}
+
+// Realms finds a realm's running SIP stack by name; *signal.Stack fits.
+type Realms interface {
+	Realm(name string) *signal.Realm
+}
+
+// Relay relays REGISTERs from the access realm to the PBX through the
+// core realm.
+type Relay struct {
+	Realms Realms
+	// AccessRealm and CoreRealm name the realms, e.g. "Main-Access-IPv4".
+	AccessRealm, CoreRealm string
+	Router                 Router
+	Bindings     *Bindings
+	Limits       Limits
+	Log          *slog.Logger
+	Now          func() time.Time
+	// Timeout bounds the wait for the PBX's answer; default 8 s.
+	Timeout time.Duration
+}
+
+// request is a validated client REGISTER.
+type request struct {
+	req      *sip.Request
+	aor      string
+	contact  *sip.ContactHeader // nil for a wildcard
+	wildcard bool
+	expires  time.Duration
+}
+
+// badRequest is a REGISTER psigate refuses itself.
+type badRequest struct {
+	code   int
+	reason string
+	hdrs   []sip.Header
+}
+
+func (e *badRequest) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
+
+// parse checks a REGISTER (RFC 3261 section 10.3) and reads what the
+// relay needs.
+func (r *Relay) parse(req *sip.Request) (*request, error) {
+	to, from, cseq := req.To(), req.From(), req.CSeq()
+	if to == nil || from == nil || req.CallID() == nil || cseq == nil || cseq.MethodName != sip.REGISTER {
+		return nil, &badRequest{code: 400, reason: "Missing or Bad Mandatory Header"}
+	}
+	if to.Address.Scheme != "sip" && to.Address.Scheme != "sips" || to.Address.Host == "" {
+		return nil, &badRequest{code: 400, reason: "Bad To URI"}
+	}
+	p := &request{req: req, aor: aor(to.Address)}
+	contacts := req.GetHeaders("Contact")
+	switch {
+	case len(contacts) == 0:
+		return nil, &badRequest{code: 400, reason: "Missing Contact"}
+	case len(contacts) > 1:
+		return nil, &badRequest{code: 400, reason: "One Contact Per REGISTER"}
+	}
+	c, ok := contacts[0].(*sip.ContactHeader)
+	if !ok {
+		return nil, &badRequest{code: 400, reason: "Bad Contact"}
+	}
+	expires, err := requestedExpiry(req, c)
+	if err != nil {
+		return nil, &badRequest{code: 400, reason: "Bad Expires"}
+	}
+	if c.Address.Wildcard {
+		if expires != 0 {
+			return nil, &badRequest{code: 400, reason: "Wildcard Contact Needs Expires 0"}
+		}
+		p.wildcard = true
+		return p, nil
+	}
+	if c.Address.Scheme != "sip" && c.Address.Scheme != "sips" || c.Address.Host == "" {
+		return nil, &badRequest{code: 400, reason: "Bad Contact URI"}
+	}
+	p.contact = c
+	if expires > 0 && expires < r.Limits.MinInterval {
+		return nil, &badRequest{code: 423, reason: "Interval Too Brief",
+			hdrs: []sip.Header{sip.NewHeader("Min-Expires", strconv.Itoa(int(r.Limits.MinInterval/time.Second)))}}
+	}
+	if r.Limits.MaxExpiry > 0 && expires > r.Limits.MaxExpiry {
+		expires = r.Limits.MaxExpiry
+	}
+	p.expires = expires
+	return p, nil
+}
+
+// aor is the address of record of a To URI: scheme, user and host.
+func aor(u sip.Uri) string {
+	s := u.Scheme + ":"
+	if u.User != "" {
+		s += u.User + "@"
+	}
+	return s + strings.ToLower(u.Host)
+}
+
+// requestedExpiry reads the Contact's expires parameter, else the Expires
+// header, else the default of one hour (RFC 3261 section 10.2.1.1).
+func requestedExpiry(req *sip.Request, c *sip.ContactHeader) (time.Duration, error) {
+	v, ok := c.Params.Get("expires")
+	if !ok {
+		if h := req.GetHeader("Expires"); h != nil {
+			v, ok = strings.TrimSpace(h.Value()), true
+		}
+	}
+	if !ok {
+		return time.Hour, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// HandleRegister is the access realm's REGISTER handler.
+func (r *Relay) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
+	p, err := r.parse(req)
+	var bad *badRequest
+	if errors.As(err, &bad) {
+		signal.Respond(r.Log, tx, req, bad.code, bad.reason, bad.hdrs...)
+		return
+	}
+	if p.wildcard {
+		r.relayWildcard(p, tx)
+		return
+	}
+	r.relay(p, tx)
+}
+
+func (r *Relay) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// relay forwards one binding's REGISTER and answers the client.
+func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
+	req := p.req
+	instance, _ := p.contact.Params.Get("+sip.instance")
+	b := r.Bindings.Find(p.aor, p.contact.Value(), instance)
+	if b == nil {
+		b = &Binding{Token: newToken(), AOR: p.aor, PBXCallID: newToken() + "@psigate", Since: r.now().UTC()}
+	}
+	target, err := r.Router.Route(p.aor, b.Node)
+	if err != nil {
+		signal.Respond(r.Log, tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	core := r.Realms.Realm(r.CoreRealm)
+	if core == nil {
+		signal.Respond(r.Log, tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	b.PBXCSeq++
+	out := r.pbxRequest(core, p, b, target)
+	res, err := r.send(core, out)
+	if err != nil {
+		r.Log.Warn("REGISTER not answered by the PBX", "aor", p.aor, "node", target.Node, "err", err)
+		signal.Respond(r.Log, tx, req, 504, "Server Time-out")
+		return
+	}
+	if res.IsSuccess() {
+		granted := grantedExpiry(res, b.Token, p.expires)
+		r.remember(b, p, target, granted)
+		if granted == 0 {
+			r.Bindings.Delete(b.Token)
+		}
+	} else {
+		// The PBX's CSeq advanced even on a challenge; a new binding
+		// waits for the client's authenticated retry.
+		cur := r.Bindings.Get(b.Token)
+		if cur == nil {
+			b.Pending, b.Contact, b.Since, b.InstanceID = true, p.contact.Value(), r.now().UTC(), instance
+			cur = b
+		}
+		cur.PBXCSeq = b.PBXCSeq
+		r.Bindings.Put(*cur)
+	}
+	r.answer(tx, p, res)
+}
+
+// remember stores the binding after the PBX accepted it.
+func (r *Relay) remember(b *Binding, p *request, target Target, granted time.Duration) {
+	req := p.req
+	b.Contact = p.contact.Value()
+	b.Flow = Flow{Transport: req.Transport(), Source: req.Source(), Realm: r.AccessRealm}
+	if ua := req.GetHeader("User-Agent"); ua != nil {
+		b.UserAgent = ua.Value()
+	}
+	b.Expires = r.now().Add(granted).UTC()
+	b.ClientCallID = req.CallID().Value()
+	b.ClientCSeq = req.CSeq().SeqNo
+	b.Node = target.Node
+	b.InstanceID, _ = p.contact.Params.Get("+sip.instance")
+	b.RegID, _ = p.contact.Params.Get("reg-id")
+	b.Push = pushParams(p.contact.Address)
+	if b.Pending {
+		b.Pending, b.Since = false, r.now().UTC()
+	}
+	r.Bindings.Put(*b)
+}
+
+// pushParams are the RFC 8599 parameters of a Contact URI.
+func pushParams(u sip.Uri) map[string]string {
+	var out map[string]string
+	for _, k := range u.UriParams.Keys() {
+		if strings.HasPrefix(k, "pn-") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k], _ = u.UriParams.Get(k)
+		}
+	}
+	return out
+}
+
+// pbxRequest builds the REGISTER psigate sends to the PBX: the client's
+// Request-URI, From, To and credentials; psigate's own Call-ID, CSeq and
+// Contact; nothing else of the client's.
+func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Target) *sip.Request {
+	in := p.req
+	out := sip.NewRequest(sip.REGISTER, *in.Recipient.Clone())
+	out.SetTransport(target.Transport)
+	out.SetDestination(target.Addr)
+	from, to := *in.From(), *in.To()
+	from.Address, from.Params = *in.From().Address.Clone(), in.From().Params.Clone()
+	to.Address, to.Params = *in.To().Address.Clone(), in.To().Params.Clone()
+	out.AppendHeader(&from)
+	out.AppendHeader(&to)
+	callID := sip.CallIDHeader(b.PBXCallID)
+	out.AppendHeader(&callID)
+	out.AppendHeader(&sip.CSeqHeader{SeqNo: b.PBXCSeq, MethodName: sip.REGISTER})
+	mf := sip.MaxForwardsHeader(70)
+	out.AppendHeader(&mf)
+	out.AppendHeader(r.coreContact(core, b.Token, target.Transport, p.expires))
+	exp := sip.ExpiresHeader(uint32(p.expires / time.Second))
+	out.AppendHeader(&exp)
+	for _, name := range []string{"Authorization", "Proxy-Authorization", "User-Agent", "Allow"} {
+		for _, h := range in.GetHeaders(name) {
+			out.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		}
+	}
+	out.SetBody(nil)
+	return out
+}
+
+// coreContact is psigate's Contact at the PBX for a binding.
+func (r *Relay) coreContact(core *signal.Realm, token, transport string, expires time.Duration) *sip.ContactHeader {
+	t := signal.Transport(strings.ToLower(transport))
+	port := core.Port(t)
+	if port == 0 {
+		port = core.Port(signal.UDP)
+		t = signal.UDP
+	}
+	u := sip.Uri{Scheme: "sip", User: token, Host: core.Advertise(), Port: port}
+	if t != signal.UDP {
+		u.UriParams = sip.HeaderParams{}
+		u.UriParams.Add("transport", string(t))
+	}
+	c := &sip.ContactHeader{Address: u, Params: sip.HeaderParams{}}
+	c.Params.Add("expires", strconv.Itoa(int(expires/time.Second)))
+	return c
+}
+
+// send runs a client transaction on the core realm and returns its final
+// response.
+func (r *Relay) send(core *signal.Realm, req *sip.Request) (*sip.Response, error) {
+	timeout := r.Timeout
+	if timeout == 0 {
+		timeout = 8 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// The request is built already; only psigate's Via is added.
+	tx, err := core.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, fmt.Errorf("transaction ended: %w", tx.Err())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// grantedExpiry is what the PBX granted psigate's contact: its expires
+// parameter in the 200's Contact list, else the Expires header, else what
+// was asked.
+func grantedExpiry(res *sip.Response, token string, asked time.Duration) time.Duration {
+	for _, h := range res.GetHeaders("Contact") {
+		c, ok := h.(*sip.ContactHeader)
+		if !ok || c.Address.User != token {
+			continue
+		}
+		if v, ok := c.Params.Get("expires"); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return time.Duration(n) * time.Second
+			}
+		}
+	}
+	if h := res.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return asked
+}
+
+// answer relays the PBX's final response to the client: its status and
+// the headers the client needs, the client's own bindings as Contacts,
+// nothing that names the PBX.
+func (r *Relay) answer(tx sip.ServerTransaction, p *request, res *sip.Response) {
+	out := sip.NewResponseFromRequest(p.req, res.StatusCode, res.Reason, nil)
+	for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate", "Min-Expires", "Retry-After", "Date"} {
+		for _, h := range res.GetHeaders(name) {
+			out.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		}
+	}
+	if res.IsSuccess() {
+		now := r.now()
+		for _, b := range r.Bindings.OfAOR(p.aor) {
+			left := max(int((b.Expires.Sub(now)+time.Second/2)/time.Second), 0)
+			out.AppendHeader(sip.NewHeader("Contact", uriOnly(b.Contact)+";expires="+strconv.Itoa(left)))
+		}
+	}
+	if err := tx.Respond(out); err != nil {
+		r.Log.Warn("REGISTER answer not sent", "aor", p.aor, "err", err)
+	}
+}
+
+// uriOnly is a Contact value without its header parameters (expires and
+// the like are written fresh).
+func uriOnly(contact string) string {
+	return "<" + uriOf(contact) + ">"
+}
+
+// relayWildcard removes every binding of the AOR: at the PBX with a
+// wildcard REGISTER, and locally.
+func (r *Relay) relayWildcard(p *request, tx sip.ServerTransaction) {
+	target, err := r.Router.Route(p.aor, "")
+	if err != nil {
+		signal.Respond(r.Log, tx, p.req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	core := r.Realms.Realm(r.CoreRealm)
+	if core == nil {
+		signal.Respond(r.Log, tx, p.req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	b := &Binding{Token: "*", PBXCallID: newToken() + "@psigate", PBXCSeq: 1}
+	out := r.pbxRequest(core, p, b, target)
+	out.RemoveHeader("Contact")
+	out.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Wildcard: true}})
+	res, err := r.send(core, out)
+	if err != nil {
+		signal.Respond(r.Log, tx, p.req, 504, "Server Time-out")
+		return
+	}
+	if res.IsSuccess() {
+		for _, b := range r.Bindings.OfAOR(p.aor) {
+			r.Bindings.Delete(b.Token)
+		}
+	}
+	r.answer(tx, p, res)
+}

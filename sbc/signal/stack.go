@@ -1,0 +1,323 @@
+// Package signal is the SBC's SIP transport: per realm, a sipgo user agent
+// with its listeners (UDP, TCP, TLS, and MTLS: TLS that requires a client
+// certificate), reconciled to the configuration without dropping the
+// connections of listeners that stay.
+//
+// sipgo is wrapped, not forked: each realm gets its own user agent so that
+// requests towards the PBX leave from the core realm and requests towards
+// clients from the access realm.
+package signal
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// Transport is a SIP transport of a listener.
+type Transport string
+
+const (
+	UDP  Transport = "udp"
+	TCP  Transport = "tcp"
+	TLS  Transport = "tls"
+	MTLS Transport = "mtls" // TLS with client certificate verification
+)
+
+// Listener is one socket a realm listens on.
+type Listener struct {
+	Transport Transport
+	Addr      netip.AddrPort
+}
+
+func (l Listener) String() string { return string(l.Transport) + ":" + l.Addr.String() }
+
+// RealmSpec is the desired state of one realm.
+type RealmSpec struct {
+	Name string
+	// Advertise is the host put into Via and Contact, e.g. the realm's
+	// public address or FQDN.
+	Advertise string
+	Listeners []Listener
+	// TLS is the server configuration of TLS listeners; MTLS listeners
+	// use a copy that requires and verifies a client certificate.
+	TLS *tls.Config
+}
+
+// Realm is a realm's running SIP stack.
+type Realm struct {
+	Name   string
+	UA     *sipgo.UserAgent
+	Server *sipgo.Server
+	Client *sipgo.Client
+	spec   RealmSpec
+
+	mu        sync.Mutex
+	listeners map[string]*running // by Listener.String() + TLS identity
+}
+
+type running struct {
+	l      Listener
+	closer func() error
+	done   chan struct{}
+}
+
+// Stack holds the realms.
+type Stack struct {
+	log     *slog.Logger
+	install func(*Realm)
+
+	mu     sync.Mutex
+	realms map[string]*Realm
+}
+
+// New returns an empty stack; install registers request handlers on every
+// realm the stack creates.
+func New(log *slog.Logger, install func(*Realm)) *Stack {
+	return &Stack{log: log, install: install, realms: map[string]*Realm{}}
+}
+
+// Realm returns a realm by name, or nil.
+func (s *Stack) Realm(name string) *Realm {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.realms[name]
+}
+
+// Apply reconciles the realms and their listeners to specs: listeners are
+// opened, kept or closed one by one; a realm whose advertised name
+// changed is rebuilt. Errors of one listener do not stop the others; all
+// are returned joined.
+func (s *Stack) Apply(ctx context.Context, specs []RealmSpec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	want := map[string]bool{}
+	for _, spec := range specs {
+		want[spec.Name] = true
+		r := s.realms[spec.Name]
+		if r != nil && r.Advertise() != spec.Advertise {
+			r.close()
+			r = nil
+		}
+		if r == nil {
+			var err error
+			if r, err = s.newRealm(spec); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.realms[spec.Name] = r
+		}
+		errs = append(errs, r.reconcile(s.log, spec)...)
+	}
+	for name, r := range s.realms {
+		if !want[name] {
+			r.close()
+			delete(s.realms, name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every realm.
+func (s *Stack) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.realms {
+		r.close()
+		delete(s.realms, name)
+	}
+}
+
+func (s *Stack) newRealm(spec RealmSpec) (*Realm, error) {
+	log := s.log.With("realm", spec.Name)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("psigate"), sipgo.WithUserAgentHostname(spec.Advertise),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
+	if err != nil {
+		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
+	}
+	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(spec.Advertise), sipgo.WithClientLogger(log))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
+	}
+	r := &Realm{Name: spec.Name, UA: ua, Server: srv, Client: client, spec: spec, listeners: map[string]*running{}}
+	if s.install != nil {
+		s.install(r)
+	}
+	return r, nil
+}
+
+// key identifies a listener with the TLS identity it serves, so a new
+// certificate reopens TLS listeners.
+func key(l Listener, conf *tls.Config) string {
+	k := l.String()
+	if (l.Transport == TLS || l.Transport == MTLS) && conf != nil {
+		h := sha256.New()
+		for _, c := range conf.Certificates {
+			for _, der := range c.Certificate {
+				h.Write(der)
+			}
+		}
+		k += "#" + hex.EncodeToString(h.Sum(nil)[:8])
+	}
+	return k
+}
+
+func (r *Realm) reconcile(log *slog.Logger, spec RealmSpec) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spec = spec
+	var errs []error
+	want := map[string]Listener{}
+	for _, l := range spec.Listeners {
+		want[key(l, spec.TLS)] = l
+	}
+	for k, run := range r.listeners {
+		if _, keep := want[k]; !keep {
+			run.closer()
+			<-run.done
+			delete(r.listeners, k)
+			log.Info("SIP listener closed", "realm", r.Name, "listener", run.l)
+		}
+	}
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if _, ok := r.listeners[k]; ok {
+			continue
+		}
+		run, err := r.listen(want[k], spec.TLS)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("signal: realm %s: %s: %w", r.Name, want[k], err))
+			continue
+		}
+		r.listeners[k] = run
+		log.Info("SIP listener open", "realm", r.Name, "listener", run.l)
+	}
+	return errs
+}
+
+func (r *Realm) listen(l Listener, conf *tls.Config) (*running, error) {
+	addr := net.TCPAddrFromAddrPort(l.Addr)
+	run := &running{l: l, done: make(chan struct{})}
+	var serve func() error
+	switch l.Transport {
+	case UDP:
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return nil, err
+		}
+		run.l.Addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		run.closer, serve = c.Close, func() error { return r.Server.ServeUDP(c) }
+	case TCP, TLS, MTLS:
+		ln, err := net.ListenTCP("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		run.l.Addr = ln.Addr().(*net.TCPAddr).AddrPort()
+		run.closer = ln.Close
+		switch l.Transport {
+		case TCP:
+			serve = func() error { return r.Server.ServeTCP(ln) }
+		default:
+			if conf == nil {
+				ln.Close()
+				return nil, errors.New("no TLS certificate")
+			}
+			c := conf.Clone()
+			if l.Transport == MTLS {
+				c.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+			serve = func() error { return r.Server.ServeTLS(tls.NewListener(ln, c)) }
+		}
+	default:
+		return nil, fmt.Errorf("unknown transport %q", l.Transport)
+	}
+	go func() {
+		defer close(run.done)
+		_ = serve() // ends when the listener is closed
+	}()
+	return run, nil
+}
+
+// Listeners lists the open listeners with their actual addresses.
+func (r *Realm) Listeners() []Listener {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Listener, 0, len(r.listeners))
+	for _, run := range r.listeners {
+		out = append(out, run.l)
+	}
+	slices.SortFunc(out, func(a, b Listener) int { return compareListener(a, b) })
+	return out
+}
+
+func compareListener(a, b Listener) int {
+	if a.Transport != b.Transport {
+		if a.Transport < b.Transport {
+			return -1
+		}
+		return 1
+	}
+	return a.Addr.Compare(b.Addr)
+}
+
+// Advertise is the realm's host for Via and Contact.
+func (r *Realm) Advertise() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec.Advertise
+}
+
+// Port is the realm's listening port for a transport, 0 if none.
+func (r *Realm) Port(t Transport) int {
+	for _, l := range r.Listeners() {
+		if l.Transport == t {
+			return int(l.Addr.Port())
+		}
+	}
+	return 0
+}
+
+func (r *Realm) close() {
+	r.mu.Lock()
+	for k, run := range r.listeners {
+		run.closer()
+		<-run.done
+		delete(r.listeners, k)
+	}
+	r.mu.Unlock()
+	r.UA.Close()
+}
+
+// Respond answers a request with a status, logging a failure to send.
+func Respond(log *slog.Logger, tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		log.Warn("SIP response not sent", "code", code, "call-id", req.CallID(), "err", err)
+	}
+}
