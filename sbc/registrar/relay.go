@@ -49,10 +49,10 @@ type Relay struct {
 	// AccessRealm and CoreRealm name the realms, e.g. "Main-Access-IPv4".
 	AccessRealm, CoreRealm string
 	Router                 Router
-	Bindings     *Bindings
-	Limits       Limits
-	Log          *slog.Logger
-	Now          func() time.Time
+	Bindings               *Bindings
+	Limits                 Limits
+	Log                    *slog.Logger
+	Now                    func() time.Time
 	// Timeout bounds the wait for the PBX's answer; default 8 s.
 	Timeout time.Duration
 }
