@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/psigate/psigate/appliance/alarm"
+	"github.com/psigate/psigate/appliance/config"
 	"github.com/psigate/psigate/appliance/firstboot"
 	"github.com/psigate/psigate/appliance/store"
 	"github.com/psigate/psigate/appliance/supervisor"
 	"github.com/psigate/psigate/appliance/sysinfo"
+	"github.com/psigate/psigate/sbc"
 	"github.com/psigate/psigate/webui"
 )
 
@@ -26,7 +28,6 @@ type options struct {
 // notBuilt are the services whose configuration exists but whose runtime
 // does not yet; the dashboard says so instead of pretending.
 var notBuilt = []webui.Component{
-	{Name: "sbc", State: "not built yet", Detail: "SIP signalling and media relay: configuration only"},
 	{Name: "netcfg", State: "not built yet", Detail: "realm addresses and routes: configuration only"},
 	{Name: "cloudlinkd", State: "not built yet", Detail: "cloud connector: configuration only"},
 }
@@ -77,9 +78,14 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	sbcSvc := sbc.NewService(o.log.With("service", "sbc"))
 	sup = supervisor.New(o.log, st, alarms, supervisor.Service{
 		Name: "portal",
 		Run:  func(ctx context.Context) error { return portal.Serve(ctx, ln, cert, o.drain) },
+	}, supervisor.Service{
+		Name:  "sbc",
+		Apply: func(ctx context.Context, c config.Config) error { return sbcSvc.Apply(ctx, sbcDesired(c, cert)) },
+		Run:   sbcSvc.Run,
 	})
 	o.log.Info("appliance starting", "version", version, "machineID", id.MachineID, "data", st.Path())
 	fmt.Printf("psigate: admin portal at %s\n", portalURL(ln.Addr(), hostname))

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"crypto/tls"
+	"net"
+	"net/netip"
+
+	"github.com/psigate/psigate/appliance/config"
+	"github.com/psigate/psigate/netcfg"
+	"github.com/psigate/psigate/sbc"
+)
+
+// sbcDesired maps the configuration onto what the SBC needs: each realm's
+// listening address (its first static address, else all addresses) and
+// the host it advertises (its advertised address, else the address it
+// has).
+func sbcDesired(c config.Config, cert tls.Certificate) sbc.Desired {
+	d := sbc.Desired{Config: c.SBC, Certificate: cert}
+	for _, r := range c.Network.Realms {
+		bind := netip.IPv4Unspecified()
+		if len(r.Addresses) > 0 {
+			if p, err := netip.ParsePrefix(r.Addresses[0]); err == nil {
+				bind = p.Addr()
+			}
+		}
+		advertise := r.AdvertisedAddress
+		if advertise == "" {
+			advertise = hostAddress(r, bind)
+		}
+		d.Realms = append(d.Realms, sbc.Realm{
+			Name: r.Name, Role: string(r.Role), Bind: bind, Advertise: advertise,
+			UDP: r.SIPPorts.UDP, TCP: r.SIPPorts.TCP, TLS: r.SIPPorts.TLS, MTLS: r.SIPPorts.MTLS,
+		})
+	}
+	return d
+}
+
+// hostAddress is the address a realm listening on bind is reached at: bind
+// itself, else the first global address of the realm's interface, else of
+// any interface, else loopback.
+func hostAddress(r netcfg.Realm, bind netip.Addr) string {
+	if !bind.IsUnspecified() {
+		return bind.String()
+	}
+	if ifc, err := net.InterfaceByName(r.Interface); err == nil {
+		if a, ok := firstGlobal(ifc.Addrs()); ok {
+			return a
+		}
+	}
+	if a, ok := firstGlobal(net.InterfaceAddrs()); ok {
+		return a
+	}
+	return "127.0.0.1"
+}
+
+func firstGlobal(addrs []net.Addr, err error) (string, bool) {
+	if err != nil {
+		return "", false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Addr().IsGlobalUnicast() {
+			return p.Addr().String(), true
+		}
+	}
+	return "", false
+}

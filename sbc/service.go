@@ -1,0 +1,217 @@
+package sbc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/registrar"
+	"github.com/psigate/psigate/sbc/signal"
+)
+
+// Realm is what the SBC needs to know of a network realm; the appliance
+// fills it from the network configuration.
+type Realm struct {
+	Name string
+	// Role is "core", "access" or "admin".
+	Role string
+	// Bind is the address to listen on; the unspecified address for all.
+	Bind netip.Addr
+	// Advertise is the host written into Via, Contact and SDP.
+	Advertise string
+	// Ports per transport; 0 = off.
+	UDP, TCP, TLS, MTLS int
+}
+
+// Desired is the SBC's whole desired state.
+type Desired struct {
+	Config Config
+	Realms []Realm
+	// Certificate is used for TLS when no certificate profile is chosen:
+	// the appliance's self-signed one.
+	Certificate tls.Certificate
+}
+
+// Service runs the SBC's signalling. It is reconciled with Apply and
+// runs until its context ends.
+type Service struct {
+	log      *slog.Logger
+	stack    *signal.Stack
+	bindings *registrar.Bindings
+	relay    *registrar.Relay
+
+	mu      sync.Mutex
+	desired Desired
+}
+
+// NewService returns a service with no listeners yet.
+func NewService(log *slog.Logger) *Service {
+	s := &Service{log: log, bindings: registrar.NewBindings()}
+	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s)}
+	s.stack = signal.New(log, s.install)
+	s.relay.Realms = s.stack
+	return s
+}
+
+// install registers the request handlers on a realm's server.
+func (s *Service) install(r *signal.Realm) {
+	r.Server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		signal.Respond(s.log, tx, req, 200, "OK",
+			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE"),
+			sip.NewHeader("Accept", "application/sdp"))
+	})
+	r.Server.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+		s.mu.Lock()
+		access := s.relay.AccessRealm
+		s.mu.Unlock()
+		if r.Name != access {
+			signal.Respond(s.log, tx, req, 403, "Registration Only On The Access Realm")
+			return
+		}
+		s.relay.HandleRegister(req, tx)
+	})
+	r.Server.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		signal.Respond(s.log, tx, req, 501, "Not Implemented")
+	})
+}
+
+// Apply reconciles listeners and settings to d.
+func (s *Service) Apply(ctx context.Context, d Desired) error {
+	specs, access, core, err := realmSpecs(d)
+	if err != nil {
+		return err
+	}
+	rs := d.Config.RemoteSubscribers
+	s.mu.Lock()
+	s.desired = d
+	s.relay.AccessRealm, s.relay.CoreRealm = access, core
+	s.relay.Limits = registrar.Limits{
+		MaxExpiry:   time.Duration(rs.MaxExpirySeconds) * time.Second,
+		MinInterval: time.Duration(rs.MinIntervalSeconds) * time.Second,
+	}
+	s.mu.Unlock()
+	return s.stack.Apply(ctx, specs)
+}
+
+// realmSpecs turns the realms into listener specifications; the admin
+// realm carries no SIP.
+func realmSpecs(d Desired) (specs []signal.RealmSpec, access, core string, err error) {
+	conf, err := tlsConfig(d)
+	if err != nil {
+		return nil, "", "", err
+	}
+	for _, r := range d.Realms {
+		switch r.Role {
+		case "access":
+			if access == "" {
+				access = r.Name
+			}
+		case "core":
+			core = r.Name
+		default:
+			continue
+		}
+		spec := signal.RealmSpec{Name: r.Name, Advertise: r.Advertise, TLS: conf}
+		for _, p := range []struct {
+			t    signal.Transport
+			port int
+		}{{signal.UDP, r.UDP}, {signal.TCP, r.TCP}, {signal.TLS, r.TLS}, {signal.MTLS, r.MTLS}} {
+			if p.port != 0 {
+				spec.Listeners = append(spec.Listeners, signal.Listener{Transport: p.t, Addr: netip.AddrPortFrom(r.Bind, uint16(p.port))})
+			}
+		}
+		specs = append(specs, spec)
+	}
+	return specs, access, core, nil
+}
+
+// tlsConfig is the SIP TLS server configuration: the chosen certificate
+// profile's, else the appliance's own certificate; TLS 1.2 at least.
+func tlsConfig(d Desired) (*tls.Config, error) {
+	sec := d.Config.Security
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if sec.SIPTLSProfile == "" {
+		if d.Certificate.Certificate == nil {
+			return nil, nil
+		}
+		conf.Certificates = []tls.Certificate{d.Certificate}
+		return conf, nil
+	}
+	i := slices.IndexFunc(sec.CertificateProfiles, func(p CertificateProfile) bool { return p.Name == sec.SIPTLSProfile })
+	if i < 0 {
+		return nil, fmt.Errorf("sbc: no certificate profile %q", sec.SIPTLSProfile)
+	}
+	p := sec.CertificateProfiles[i]
+	cert, err := tls.X509KeyPair([]byte(p.CertificatePEM+"\n"+p.CAPEM), []byte(p.KeyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("sbc: certificate profile %q: %w", p.Name, err)
+	}
+	conf.Certificates = []tls.Certificate{cert}
+	if p.MinTLSVersion == "1.3" {
+		conf.MinVersion = tls.VersionTLS13
+	}
+	return conf, nil
+}
+
+// Run expires bindings until ctx ends, then closes the listeners.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	defer s.stack.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			for _, b := range s.bindings.Expire(now) {
+				s.log.Info("registration expired", "aor", b.AOR, "source", b.Flow.Source)
+			}
+		}
+	}
+}
+
+// Bindings lists the registered subscribers.
+func (s *Service) Bindings() []registrar.Binding { return s.bindings.List() }
+
+// router picks a PBX node from the SIP server settings: the node of the
+// lowest priority in the first group (node health comes with the
+// keepalive).
+type router Service
+
+func (r *router) Route(aor, node string) (registrar.Target, error) {
+	s := (*Service)(r)
+	s.mu.Lock()
+	groups := s.desired.Config.SIPServer.NodeGroups
+	s.mu.Unlock()
+	if len(groups) == 0 || len(groups[0].Nodes) == 0 {
+		return registrar.Target{}, registrar.ErrNoNode
+	}
+	nodes := slices.Clone(groups[0].Nodes)
+	slices.SortStableFunc(nodes, func(a, b Node) int { return a.Priority - b.Priority })
+	if groups[0].StickWithNode && node != "" {
+		if i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == node }); i >= 0 {
+			nodes[0] = nodes[i]
+		}
+	}
+	n := nodes[0]
+	transport := map[Transport]string{TransportUDP: "UDP", TransportTCP: "TCP", TransportTLS: "TLS"}[n.Transport]
+	if transport == "" {
+		return registrar.Target{}, errors.New("sbc: node transport")
+	}
+	return registrar.Target{Node: n.Name, Addr: hostPort(n.Address, n.Port), Transport: transport}, nil
+}
+
+func hostPort(host string, port int) string {
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}

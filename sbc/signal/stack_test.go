@@ -1,0 +1,98 @@
+package signal
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+var lo = netip.MustParseAddr("127.0.0.1")
+
+func TestApplyReconcilesListeners(t *testing.T) {
+	st := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer st.Close()
+	ctx := context.Background()
+	udp, tcp := freePort(t, "udp"), freePort(t, "tcp")
+	spec := RealmSpec{Name: "core", Advertise: "127.0.0.1", Listeners: []Listener{
+		{Transport: UDP, Addr: netip.AddrPortFrom(lo, uint16(udp))},
+		{Transport: TCP, Addr: netip.AddrPortFrom(lo, uint16(tcp))},
+	}}
+	if err := st.Apply(ctx, []RealmSpec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	r := st.Realm("core")
+	if r.Port(UDP) != udp || r.Port(TCP) != tcp {
+		t.Fatalf("listeners %v", r.Listeners())
+	}
+	// A client connected to the TCP listener keeps its connection when
+	// the UDP listener goes.
+	conn, err := net.Dial("tcp", netip.AddrPortFrom(lo, uint16(tcp)).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	spec.Listeners = spec.Listeners[1:]
+	if err := st.Apply(ctx, []RealmSpec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	if st.Realm("core") != r || r.Port(UDP) != 0 || r.Port(TCP) != tcp {
+		t.Fatalf("after removing UDP: %v", r.Listeners())
+	}
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || !isTimeout(err) {
+		t.Fatalf("the kept listener's connection was closed: %v", err)
+	}
+	if c, err := net.ListenPacket("udp", netip.AddrPortFrom(lo, uint16(udp)).String()); err != nil {
+		t.Fatalf("the removed UDP port is still held: %v", err)
+	} else {
+		c.Close()
+	}
+	// A TLS listener without a certificate is an error for that listener
+	// only.
+	spec.Listeners = append(spec.Listeners, Listener{Transport: TLS, Addr: netip.AddrPortFrom(lo, 0)})
+	if err := st.Apply(ctx, []RealmSpec{spec}); err == nil {
+		t.Fatal("TLS without certificate accepted")
+	}
+	if r.Port(TCP) != tcp {
+		t.Fatal("the TCP listener went with the TLS error")
+	}
+	// A realm that is no longer wanted is closed.
+	if err := st.Apply(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st.Realm("core") != nil {
+		t.Fatal("realm kept")
+	}
+	if ln, err := net.Listen("tcp", netip.AddrPortFrom(lo, uint16(tcp)).String()); err != nil {
+		t.Fatalf("TCP port still held: %v", err)
+	} else {
+		ln.Close()
+	}
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
