@@ -118,17 +118,7 @@ func newPhone(t *testing.T, sbc string) *phone {
 
 func (p *phone) register(expires string, auth bool, extra ...sip.Header) *sip.Response {
 	p.t.Helper()
-	p.cseq++
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "pbx.example.com"})
-	req.SetDestination(p.sbc)
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "ftag"}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{}})
-	cid := sip.CallIDHeader(p.callID)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.cseq, MethodName: sip.REGISTER})
-	req.AppendHeader(sip.NewHeader("Contact", `<sip:1001@192.168.1.23:5062;transport=udp>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";expires=`+expires))
-	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
+	req := p.newRegister(expires)
 	if auth {
 		req.AppendHeader(sip.NewHeader("Authorization", `Digest username="1001", realm="psigate.test", nonce="abc123", uri="sip:pbx.example.com", response="0123456789abcdef0123456789abcdef"`))
 	}
@@ -142,6 +132,26 @@ func (p *phone) register(expires string, auth bool, extra ...sip.Header) *sip.Re
 		p.t.Fatalf("REGISTER: %v", err)
 	}
 	return res
+}
+
+func sipgoAuth(user, password string) sipgo.DigestAuth {
+	return sipgo.DigestAuth{Username: user, Password: password}
+}
+
+// newRegister builds the phone's next REGISTER.
+func (p *phone) newRegister(expires string) *sip.Request {
+	p.cseq++
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "pbx.example.com"})
+	req.SetDestination(p.sbc)
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "ftag"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{}})
+	cid := sip.CallIDHeader(p.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: p.cseq, MethodName: sip.REGISTER})
+	req.AppendHeader(sip.NewHeader("Contact", `<sip:1001@192.168.1.23:5062;transport=udp>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";expires=`+expires))
+	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
+	return req
 }
 
 func TestRegisterRelayedWithChallengeAndTopologyHiding(t *testing.T) {

@@ -1,0 +1,16 @@
+// Package sbctest runs real SIP peers for the SBC's tests, in the way
+// net/http/httptest runs HTTP servers for handler tests. It is imported
+// only by _test.go files and is not compiled into the product.
+//
+// StartKamailio runs a Kamailio registrar with digest authentication as the
+// PBX behind the SBC: a private process on a loopback address and a free
+// port, with its configuration, tables, FIFO and log under t.TempDir(),
+// stopped by t.Cleanup. Tests drive it over SIP, stop and start it for
+// failover, and read back what it holds (Locations) and what reached it
+// (Requests).
+//
+// When the kamailio program is not installed the test is skipped, unless the
+// environment sets PSIGATE_REQUIRE_PEERS=1 (as .ci/run does), where it fails.
+// On Debian it comes with the package kamailio; every module used is in that
+// package.
+package sbctest
