@@ -94,8 +94,15 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 	s.desired = d
 	s.relay.AccessRealm, s.relay.CoreRealm = access, core
 	s.relay.Limits = registrar.Limits{
-		MaxExpiry:   time.Duration(rs.MaxExpirySeconds) * time.Second,
-		MinInterval: time.Duration(rs.MinIntervalSeconds) * time.Second,
+		MaxExpiry:    time.Duration(rs.MaxExpirySeconds) * time.Second,
+		MinInterval:  time.Duration(rs.MinIntervalSeconds) * time.Second,
+		MaxThreshold: time.Duration(rs.RegisterThrottling.MaxThresholdSeconds) * time.Second,
+	}
+	if t := rs.RegisterThrottling; t.Enabled {
+		s.relay.Limits.ThrottleUDP = time.Duration(t.UDPSeconds) * time.Second
+	}
+	if t := rs.RegisterThrottling; t.StreamEnabled {
+		s.relay.Limits.ThrottleStream = time.Duration(t.StreamSeconds) * time.Second
 	}
 	s.mu.Unlock()
 	return s.stack.Apply(ctx, specs)

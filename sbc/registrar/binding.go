@@ -37,6 +37,9 @@ type Binding struct {
 	Since     time.Time `json:"since"`
 	// Expires is when the client's registration ends.
 	Expires time.Time `json:"expires"`
+	// PBXExpires is when psigate's registration at the PBX ends; with
+	// register throttling it outlives the client's short expiry.
+	PBXExpires time.Time `json:"pbxExpires"`
 	// ClientCallID and ClientCSeq are the client's registration dialog.
 	ClientCallID string `json:"clientCallID"`
 	ClientCSeq   uint32 `json:"clientCSeq"`

@@ -35,6 +35,20 @@ type Router interface {
 type Limits struct {
 	MaxExpiry   time.Duration // longer requests are shortened to it
 	MinInterval time.Duration // shorter ones get 423 Interval Too Brief
+	// Register throttling: the expiry given to clients per transport
+	// (0 = off), so their NAT and TLS flows stay alive, while the PBX is
+	// registered for up to MaxThreshold and refreshes in between are
+	// answered by psigate.
+	ThrottleUDP, ThrottleStream time.Duration
+	MaxThreshold                time.Duration
+}
+
+// throttle is the client expiry for a transport, 0 when throttling is off.
+func (l Limits) throttle(transport string) time.Duration {
+	if strings.EqualFold(transport, "UDP") {
+		return l.ThrottleUDP
+	}
+	return l.ThrottleStream
 }
 
 // Realms finds a realm's running SIP stack by name; *signal.Stack fits.
@@ -181,6 +195,9 @@ func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 	if b == nil {
 		b = &Binding{Token: newToken(), AOR: p.aor, PBXCallID: newToken() + "@psigate", Since: r.now().UTC()}
 	}
+	if r.answerLocally(b, p, tx) {
+		return
+	}
 	target, err := r.Router.Route(p.aor, b.Node)
 	if err != nil {
 		signal.Respond(r.Log, tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
@@ -192,7 +209,12 @@ func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 		return
 	}
 	b.PBXCSeq++
-	out := r.pbxRequest(core, p, b, target)
+	throttle := r.Limits.throttle(req.Transport())
+	asked := p.expires
+	if throttle > 0 && r.Limits.MaxThreshold > 0 && asked > r.Limits.MaxThreshold {
+		asked = r.Limits.MaxThreshold
+	}
+	out := r.pbxRequest(core, p, b, target, asked)
 	res, err := r.send(core, out)
 	if err != nil {
 		r.Log.Warn("REGISTER not answered by the PBX", "aor", p.aor, "node", target.Node, "err", err)
@@ -200,8 +222,12 @@ func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 		return
 	}
 	if res.IsSuccess() {
-		granted := grantedExpiry(res, b.Token, p.expires)
-		r.remember(b, p, target, granted)
+		granted := grantedExpiry(res, b.Token, asked)
+		client := granted
+		if throttle > 0 && throttle < granted {
+			client = throttle
+		}
+		r.remember(b, p, target, client, granted)
 		if granted == 0 {
 			r.Bindings.Delete(b.Token)
 		}
@@ -219,15 +245,41 @@ func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 	r.answer(tx, p, res)
 }
 
+// answerLocally answers a throttled client's refresh without the PBX,
+// when it is the same registration on the same flow (same Call-ID, a
+// higher CSeq, the same Contact) and psigate's registration at the PBX
+// outlives the client's next refresh with room to spare. Anything else
+// (a new device, a changed Contact, a new Call-ID, a de-registration) is
+// relayed and authenticated by the PBX.
+func (r *Relay) answerLocally(b *Binding, p *request, tx sip.ServerTransaction) bool {
+	req := p.req
+	throttle := r.Limits.throttle(req.Transport())
+	now := r.now()
+	ok := throttle > 0 && !b.Pending && p.expires > 0 &&
+		b.Flow == (Flow{Transport: req.Transport(), Source: req.Source(), Realm: r.AccessRealm}) &&
+		b.ClientCallID == req.CallID().Value() && req.CSeq().SeqNo > b.ClientCSeq &&
+		sameURI(b.Contact, p.contact.Value()) &&
+		now.Add(2*throttle).Before(b.PBXExpires)
+	if !ok {
+		return false
+	}
+	b.ClientCSeq = req.CSeq().SeqNo
+	b.Expires = now.Add(min(throttle, p.expires)).UTC()
+	r.Bindings.Put(*b)
+	r.answer(tx, p, sip.NewResponseFromRequest(req, 200, "OK", nil))
+	return true
+}
+
 // remember stores the binding after the PBX accepted it.
-func (r *Relay) remember(b *Binding, p *request, target Target, granted time.Duration) {
+func (r *Relay) remember(b *Binding, p *request, target Target, client, pbx time.Duration) {
 	req := p.req
 	b.Contact = p.contact.Value()
 	b.Flow = Flow{Transport: req.Transport(), Source: req.Source(), Realm: r.AccessRealm}
 	if ua := req.GetHeader("User-Agent"); ua != nil {
 		b.UserAgent = ua.Value()
 	}
-	b.Expires = r.now().Add(granted).UTC()
+	b.Expires = r.now().Add(client).UTC()
+	b.PBXExpires = r.now().Add(pbx).UTC()
 	b.ClientCallID = req.CallID().Value()
 	b.ClientCSeq = req.CSeq().SeqNo
 	b.Node = target.Node
@@ -257,7 +309,7 @@ func pushParams(u sip.Uri) map[string]string {
 // pbxRequest builds the REGISTER psigate sends to the PBX: the client's
 // Request-URI, From, To and credentials; psigate's own Call-ID, CSeq and
 // Contact; nothing else of the client's.
-func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Target) *sip.Request {
+func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Target, expires time.Duration) *sip.Request {
 	in := p.req
 	out := sip.NewRequest(sip.REGISTER, *in.Recipient.Clone())
 	out.SetTransport(target.Transport)
@@ -272,8 +324,8 @@ func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Ta
 	out.AppendHeader(&sip.CSeqHeader{SeqNo: b.PBXCSeq, MethodName: sip.REGISTER})
 	mf := sip.MaxForwardsHeader(70)
 	out.AppendHeader(&mf)
-	out.AppendHeader(r.coreContact(core, b.Token, target.Transport, p.expires))
-	exp := sip.ExpiresHeader(uint32(p.expires / time.Second))
+	out.AppendHeader(r.coreContact(core, b.Token, target.Transport, expires))
+	exp := sip.ExpiresHeader(uint32(expires / time.Second))
 	out.AppendHeader(&exp)
 	for _, name := range []string{"Authorization", "Proxy-Authorization", "User-Agent", "Allow"} {
 		for _, h := range in.GetHeaders(name) {
@@ -397,7 +449,7 @@ func (r *Relay) relayWildcard(p *request, tx sip.ServerTransaction) {
 		return
 	}
 	b := &Binding{Token: "*", PBXCallID: newToken() + "@psigate", PBXCSeq: 1}
-	out := r.pbxRequest(core, p, b, target)
+	out := r.pbxRequest(core, p, b, target, 0)
 	out.RemoveHeader("Contact")
 	out.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Wildcard: true}})
 	res, err := r.send(core, out)

@@ -78,10 +78,13 @@ type staticRouter struct{ target Target }
 func (s staticRouter) Route(string, string) (Target, error) { return s.target, nil }
 
 // sbc is an access and a core realm on loopback with the relay.
-func startSBC(t *testing.T, pbxAddr string, limits Limits) (*Relay, string) {
+func startSBC(t *testing.T, pbxAddr string, limits Limits, now ...func() time.Time) (*Relay, string) {
 	t.Helper()
 	relay := &Relay{Bindings: NewBindings(), Limits: limits, Log: quiet, AccessRealm: "access", CoreRealm: "core",
 		Router: staticRouter{Target{Node: "node1", Addr: pbxAddr, Transport: "TCP"}}}
+	if len(now) > 0 {
+		relay.Now = now[0] // set before any listener runs
+	}
 	st := signal.New(quiet, func(r *signal.Realm) {
 		if r.Name == "access" {
 			r.Server.OnRegister(relay.HandleRegister)
@@ -267,4 +270,68 @@ func itoa(n int) string {
 		b = append([]byte{byte('0' + n%10)}, b...)
 	}
 	return string(b)
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestRegisterThrottling: the client is given 60 s while the PBX is
+// registered for the threshold (600 s here); refreshes on the same flow and
+// Call-ID are answered by the SBC until the PBX registration needs
+// renewing; a new Call-ID always goes to the PBX.
+func TestRegisterThrottling(t *testing.T) {
+	pb := startPBX(t)
+	pb.max = 3600
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	relay, sbcAddr := startSBC(t, pb.addr, Limits{MaxExpiry: 2678400 * time.Second, MinInterval: 60 * time.Second,
+		ThrottleUDP: 60 * time.Second, ThrottleStream: 60 * time.Second, MaxThreshold: 600 * time.Second}, clk.now)
+	ph := newPhone(t, sbcAddr)
+
+	res := ph.register("3600", true)
+	if res.StatusCode != 200 || !strings.Contains(res.GetHeader("Contact").Value(), "expires=60") {
+		t.Fatalf("first REGISTER: %d %v, want 200 with expires=60", res.StatusCode, res.GetHeader("Contact"))
+	}
+	if got, _ := pb.requests()[0].Contact().Params.Get("expires"); got != "600" {
+		t.Fatalf("the PBX was asked for %s s, want the 600 s threshold", got)
+	}
+	// Refreshes every 55 s: the PBX sees one in each 600 s, the client
+	// always gets 60 s.
+	relayed := 0
+	for i := 0; i < 20; i++ {
+		clk.add(55 * time.Second)
+		before := len(pb.requests())
+		res := ph.register("3600", true)
+		if res.StatusCode != 200 || !strings.Contains(res.GetHeader("Contact").Value(), "expires=60") {
+			t.Fatalf("refresh %d: %d %v", i, res.StatusCode, res.GetHeader("Contact"))
+		}
+		if len(pb.requests()) > before {
+			relayed++
+		}
+	}
+	// 20 refreshes over 1100 s: the PBX registration (600 s) is renewed
+	// when less than two client intervals are left, about every 480 s.
+	if relayed < 2 || relayed > 3 {
+		t.Errorf("%d of 20 refreshes reached the PBX, want 2 or 3", relayed)
+	}
+	b := relay.Bindings.List()[0]
+	if d := b.PBXExpires.Sub(clk.now()); d < 120*time.Second {
+		t.Errorf("the PBX registration ends in %s: it would lapse", d)
+	}
+
+	// A new Call-ID (the client restarted) is relayed.
+	before := len(pb.requests())
+	ph.callID = "restarted@192.168.1.23"
+	clk.add(10 * time.Second)
+	if res := ph.register("3600", true); res.StatusCode != 200 || len(pb.requests()) != before+1 {
+		t.Fatalf("new Call-ID: %d, PBX requests %d -> %d, want relayed", res.StatusCode, before, len(pb.requests()))
+	}
 }
