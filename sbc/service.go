@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/pbx"
 	"github.com/psigate/psigate/sbc/registrar"
 	"github.com/psigate/psigate/sbc/signal"
 )
@@ -47,6 +50,7 @@ type Service struct {
 	stack    *signal.Stack
 	bindings *registrar.Bindings
 	relay    *registrar.Relay
+	nodes    *pbx.Monitor
 
 	mu      sync.Mutex
 	desired Desired
@@ -55,6 +59,7 @@ type Service struct {
 // NewService returns a service with no listeners yet.
 func NewService(log *slog.Logger) *Service {
 	s := &Service{log: log, bindings: registrar.NewBindings()}
+	s.nodes = pbx.New(s.probe, nil)
 	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s)}
 	s.stack = signal.New(log, s.install)
 	s.relay.Realms = s.stack
@@ -105,8 +110,53 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 		s.relay.Limits.ThrottleStream = time.Duration(t.StreamSeconds) * time.Second
 	}
 	s.mu.Unlock()
+	ss := d.Config.SIPServer
+	s.nodes.Set(nodeGroups(ss), time.Duration(ss.Keepalive.IntervalSeconds)*time.Second, ss.Keepalive.FailureThreshold)
 	return s.stack.Apply(ctx, specs)
 }
+
+// nodeGroups are the SIP server's node groups for the monitor.
+func nodeGroups(ss SIPServer) []pbx.Group {
+	var out []pbx.Group
+	for _, g := range ss.NodeGroups {
+		pg := pbx.Group{Name: g.Name, StickWithNode: g.StickWithNode}
+		for _, n := range g.Nodes {
+			pg.Nodes = append(pg.Nodes, pbx.Node{
+				Group: g.Name, Name: n.Name, Priority: n.Priority,
+				Addr: hostPort(n.Address, n.Port), Transport: strings.ToUpper(string(n.Transport)),
+			})
+		}
+		out = append(out, pg)
+	}
+	return out
+}
+
+// probe sends an OPTIONS keepalive to a node from the core realm; any
+// answer means the node is alive.
+func (s *Service) probe(ctx context.Context, n pbx.Node) error {
+	s.mu.Lock()
+	coreName := s.relay.CoreRealm
+	s.mu.Unlock()
+	core := s.stack.Realm(coreName)
+	if core == nil {
+		return errors.New("no core realm")
+	}
+	host, port, err := net.SplitHostPort(n.Addr)
+	if err != nil {
+		return err
+	}
+	p, _ := strconv.Atoi(port)
+	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: strings.Trim(host, "[]"), Port: p})
+	req.SetDestination(n.Addr)
+	req.SetTransport(n.Transport)
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	_, err = core.Client.Do(ctx, req)
+	return err
+}
+
+// Nodes is the PBX nodes' health.
+func (s *Service) Nodes() []pbx.State { return s.nodes.States() }
 
 // realmSpecs turns the realms into listener specifications; the admin
 // realm carries no SIP.
@@ -168,8 +218,10 @@ func tlsConfig(d Desired) (*tls.Config, error) {
 	return conf, nil
 }
 
-// Run expires bindings until ctx ends, then closes the listeners.
+// Run probes the PBX nodes and expires bindings until ctx ends, then
+// closes the listeners.
 func (s *Service) Run(ctx context.Context) error {
+	go s.nodes.Run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	defer s.stack.Close()
@@ -188,32 +240,15 @@ func (s *Service) Run(ctx context.Context) error {
 // Bindings lists the registered subscribers.
 func (s *Service) Bindings() []registrar.Binding { return s.bindings.List() }
 
-// router picks a PBX node from the SIP server settings: the node of the
-// lowest priority in the first group (node health comes with the
-// keepalive).
+// router picks the PBX node from the node monitor.
 type router Service
 
 func (r *router) Route(aor, node string) (registrar.Target, error) {
-	s := (*Service)(r)
-	s.mu.Lock()
-	groups := s.desired.Config.SIPServer.NodeGroups
-	s.mu.Unlock()
-	if len(groups) == 0 || len(groups[0].Nodes) == 0 {
+	n, err := (*Service)(r).nodes.Route(node)
+	if err != nil {
 		return registrar.Target{}, registrar.ErrNoNode
 	}
-	nodes := slices.Clone(groups[0].Nodes)
-	slices.SortStableFunc(nodes, func(a, b Node) int { return a.Priority - b.Priority })
-	if groups[0].StickWithNode && node != "" {
-		if i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == node }); i >= 0 {
-			nodes[0] = nodes[i]
-		}
-	}
-	n := nodes[0]
-	transport := map[Transport]string{TransportUDP: "UDP", TransportTCP: "TCP", TransportTLS: "TLS"}[n.Transport]
-	if transport == "" {
-		return registrar.Target{}, errors.New("sbc: node transport")
-	}
-	return registrar.Target{Node: n.Name, Addr: hostPort(n.Address, n.Port), Transport: transport}, nil
+	return registrar.Target{Node: n.Name, Addr: n.Addr, Transport: n.Transport}, nil
 }
 
 func hostPort(host string, port int) string {

@@ -1,0 +1,143 @@
+package sbc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/sbctest"
+)
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startService runs an SBC on loopback with the given node group: access
+// realm on UDP, core realm on TCP.
+func startService(t *testing.T, nodes []Node, interval, threshold int) (*Service, string) {
+	t.Helper()
+	cfg := Default()
+	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: nodes}}
+	cfg.SIPServer.Keepalive = Keepalive{IntervalSeconds: interval, FailureThreshold: threshold}
+	cfg.RemoteSubscribers.MinIntervalSeconds = 60
+	lo := netip.MustParseAddr("127.0.0.1")
+	accessPort, corePort := freeUDPPort(t), freeUDPPort(t)
+	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s, "127.0.0.1:" + strconv.Itoa(accessPort)
+}
+
+// register registers user 1001 through the SBC with digest auth and
+// returns the final status.
+func register(t *testing.T, sbc string, callID string) int {
+	t.Helper()
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone"))
+	defer ua.Close()
+	c, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "psigate.test"})
+	req.SetDestination(sbc)
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "psigate.test"}, Params: sip.HeaderParams{{K: "tag", V: callID}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "psigate.test"}})
+	cid := sip.CallIDHeader(callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.REGISTER})
+	req.AppendHeader(sip.NewHeader("Contact", "<sip:1001@192.0.2.7:5062>;expires=300"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("REGISTER: %v", err)
+	}
+	if res.StatusCode == 401 {
+		if res, err = c.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: "1001", Password: "pw-1001"}); err != nil {
+			t.Fatalf("REGISTER with credentials: %v", err)
+		}
+	}
+	return res.StatusCode
+}
+
+// waitNode polls until the named node's state is up (or down).
+func waitNode(t *testing.T, s *Service, name string, up bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, st := range s.Nodes() {
+			if st.Name == name && st.Up == up {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("node %s never became up=%v: %+v", name, up, s.Nodes())
+}
+
+// TestFailoverBetweenKamailioNodes: two Kamailio nodes of one group; the
+// primary stops, registrations move to the secondary once the keepalive
+// marks it down, and come back when it answers again; with both down
+// clients get 503 with Retry-After.
+func TestFailoverBetweenKamailioNodes(t *testing.T) {
+	users := map[string]string{"1001": "pw-1001"}
+	primary := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: users})
+	secondary := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: users, Listen: netip.MustParseAddr("127.0.0.3")})
+	s, sbcAddr := startService(t, []Node{
+		{Name: "primary", Priority: 1, Address: "127.0.0.1", Transport: TransportTCP, Port: int(primary.Addr.Port())},
+		{Name: "secondary", Priority: 2, Address: "127.0.0.3", Transport: TransportTCP, Port: int(secondary.Addr.Port())},
+	}, 1, 2)
+
+	if code := register(t, sbcAddr, "reg-1"); code != 200 {
+		t.Fatalf("REGISTER: %d", code)
+	}
+	if len(primary.Locations(t)) != 1 || len(secondary.Locations(t)) != 0 {
+		t.Fatal("the first registration did not go to the primary")
+	}
+
+	primary.Stop()
+	waitNode(t, s, "primary", false)
+	if code := register(t, sbcAddr, "reg-2"); code != 200 {
+		t.Fatalf("REGISTER during failover: %d", code)
+	}
+	if len(secondary.Locations(t)) != 1 {
+		t.Fatal("the registration did not move to the secondary")
+	}
+
+	primary.Start(t)
+	waitNode(t, s, "primary", true)
+	if code := register(t, sbcAddr, "reg-3"); code != 200 {
+		t.Fatalf("REGISTER after failback: %d", code)
+	}
+	if len(primary.Locations(t)) != 1 {
+		t.Fatal("the registration did not come back to the primary")
+	}
+
+	primary.Stop()
+	secondary.Stop()
+	waitNode(t, s, "primary", false)
+	waitNode(t, s, "secondary", false)
+	if code := register(t, sbcAddr, "reg-4"); code != 503 {
+		t.Fatalf("all nodes down: %d, want 503", code)
+	}
+}
