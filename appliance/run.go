@@ -78,7 +78,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	sbcSvc := sbc.NewService(o.log.With("service", "sbc"))
+	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st)
 	sup = supervisor.New(o.log, st, alarms, supervisor.Service{
 		Name: "portal",
 		Run:  func(ctx context.Context) error { return portal.Serve(ctx, ln, cert, o.drain) },

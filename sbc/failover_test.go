@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ func freeUDPPort(t *testing.T) int {
 
 // startService runs an SBC on loopback with the given node group: access
 // realm on UDP, core realm on TCP.
-func startService(t *testing.T, nodes []Node, interval, threshold int) (*Service, string) {
+func startService(t *testing.T, nodes []Node, interval, threshold int, records ...RecordStore) (s *Service, addr string, stop func()) {
 	t.Helper()
 	cfg := Default()
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: nodes}}
@@ -35,7 +37,11 @@ func startService(t *testing.T, nodes []Node, interval, threshold int) (*Service
 	cfg.RemoteSubscribers.MinIntervalSeconds = 60
 	lo := netip.MustParseAddr("127.0.0.1")
 	accessPort, corePort := freeUDPPort(t), freeUDPPort(t)
-	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var rs RecordStore
+	if len(records) > 0 {
+		rs = records[0]
+	}
+	s = NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), rs)
 	err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
 		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort},
 		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort},
@@ -46,8 +52,10 @@ func startService(t *testing.T, nodes []Node, interval, threshold int) (*Service
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s, "127.0.0.1:" + strconv.Itoa(accessPort)
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return s, "127.0.0.1:" + strconv.Itoa(accessPort), stop
 }
 
 // register registers user 1001 through the SBC with digest auth and
@@ -103,7 +111,7 @@ func TestFailoverBetweenKamailioNodes(t *testing.T) {
 	users := map[string]string{"1001": "pw-1001"}
 	primary := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: users})
 	secondary := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: users, Listen: netip.MustParseAddr("127.0.0.3")})
-	s, sbcAddr := startService(t, []Node{
+	s, sbcAddr, _ := startService(t, []Node{
 		{Name: "primary", Priority: 1, Address: "127.0.0.1", Transport: TransportTCP, Port: int(primary.Addr.Port())},
 		{Name: "secondary", Priority: 2, Address: "127.0.0.3", Transport: TransportTCP, Port: int(secondary.Addr.Port())},
 	}, 1, 2)
@@ -139,5 +147,66 @@ func TestFailoverBetweenKamailioNodes(t *testing.T) {
 	waitNode(t, s, "secondary", false)
 	if code := register(t, sbcAddr, "reg-4"); code != 503 {
 		t.Fatalf("all nodes down: %d, want 503", code)
+	}
+}
+
+// memRecords is a RecordStore in memory.
+type memRecords struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (r *memRecords) SaveRecords(kind string, put map[string][]byte, del []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, v := range put {
+		r.m[k] = v
+	}
+	for _, k := range del {
+		delete(r.m, k)
+	}
+	return nil
+}
+
+func (r *memRecords) LoadRecords(kind string) (map[string][]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.m), nil
+}
+
+// TestBindingsSurviveRestart: the SBC restarts; its bindings come back
+// from the record store, and the PBX still has the registration.
+func TestBindingsSurviveRestart(t *testing.T) {
+	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: map[string]string{"1001": "pw-1001"}})
+	records := &memRecords{m: map[string][]byte{}}
+	nodes := []Node{{Name: "pbx", Priority: 1, Address: "127.0.0.1", Transport: TransportTCP, Port: int(k.Addr.Port())}}
+	s, sbcAddr, stop := startService(t, nodes, 30, 3, records)
+	if code := register(t, sbcAddr, "reg-restart"); code != 200 {
+		t.Fatalf("REGISTER: %d", code)
+	}
+	before := s.Bindings()
+	stop() // the appliance stops: the last changes are saved
+	if len(records.m) != 1 {
+		t.Fatalf("%d bindings saved, want 1", len(records.m))
+	}
+	s2, _, _ := startService(t, nodes, 30, 3, records)
+	waitFor(t, func() bool { return len(s2.Bindings()) == 1 })
+	after := s2.Bindings()[0]
+	if after.Token != before[0].Token || after.AOR != before[0].AOR || after.Flow != before[0].Flow {
+		t.Errorf("restored %+v, want %+v", after, before[0])
+	}
+	if len(k.Locations(t)) != 1 {
+		t.Error("the PBX lost the registration")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

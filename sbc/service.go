@@ -3,6 +3,7 @@ package sbc
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,9 +44,20 @@ type Desired struct {
 	Certificate tls.Certificate
 }
 
+// RecordStore keeps the SBC's bindings across restarts; the appliance's
+// store fits.
+type RecordStore interface {
+	SaveRecords(kind string, put map[string][]byte, del []string) error
+	LoadRecords(kind string) (map[string][]byte, error)
+}
+
+// bindingsKind names the SBC's bindings in the record store.
+const bindingsKind = "sip-bindings"
+
 // Service runs the SBC's signalling. It is reconciled with Apply and
 // runs until its context ends.
 type Service struct {
+	records  RecordStore
 	log      *slog.Logger
 	stack    *signal.Stack
 	bindings *registrar.Bindings
@@ -56,9 +68,10 @@ type Service struct {
 	desired Desired
 }
 
-// NewService returns a service with no listeners yet.
-func NewService(log *slog.Logger) *Service {
-	s := &Service{log: log, bindings: registrar.NewBindings()}
+// NewService returns a service with no listeners yet; records (may be
+// nil) keeps bindings across restarts.
+func NewService(log *slog.Logger, records RecordStore) *Service {
+	s := &Service{log: log, records: records, bindings: registrar.NewBindings()}
 	s.nodes = pbx.New(s.probe, nil)
 	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s)}
 	s.stack = signal.New(log, s.install)
@@ -218,9 +231,13 @@ func tlsConfig(d Desired) (*tls.Config, error) {
 	return conf, nil
 }
 
-// Run probes the PBX nodes and expires bindings until ctx ends, then
-// closes the listeners.
+// Run restores the persisted bindings, probes the PBX nodes, expires
+// bindings and saves their changes once a second until ctx ends; then it
+// saves the last changes and closes the listeners.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.restore(); err != nil {
+		return err
+	}
 	go s.nodes.Run(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -228,13 +245,66 @@ func (s *Service) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return s.save()
 		case now := <-t.C:
 			for _, b := range s.bindings.Expire(now) {
 				s.log.Info("registration expired", "aor", b.AOR, "source", b.Flow.Source)
 			}
+			if err := s.save(); err != nil {
+				s.log.Error("saving bindings", "err", err)
+			}
 		}
 	}
+}
+
+// restore loads the bindings of before a restart. A client's own expiry
+// may have passed while the appliance was down; the binding is kept until
+// psigate's registration at the PBX ends, so the subscriber stays
+// reachable once its client reconnects.
+func (s *Service) restore() error {
+	if s.records == nil {
+		return nil
+	}
+	raw, err := s.records.LoadRecords(bindingsKind)
+	if err != nil {
+		return fmt.Errorf("sbc: loading bindings: %w", err)
+	}
+	now := time.Now()
+	var list []registrar.Binding
+	for token, data := range raw {
+		var b registrar.Binding
+		if err := json.Unmarshal(data, &b); err != nil {
+			s.log.Warn("dropping an unreadable binding", "token", token, "err", err)
+			continue
+		}
+		if b.Expires.Before(b.PBXExpires) && b.Expires.Before(now) {
+			b.Expires = b.PBXExpires
+		}
+		list = append(list, b)
+	}
+	s.bindings.Restore(list)
+	s.log.Info("bindings restored", "count", len(list))
+	return nil
+}
+
+// save writes the bindings that changed since the last save.
+func (s *Service) save() error {
+	if s.records == nil {
+		return nil
+	}
+	put, del := s.bindings.Changes()
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	m := make(map[string][]byte, len(put))
+	for _, b := range put {
+		data, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		m[b.Token] = data
+	}
+	return s.records.SaveRecords(bindingsKind, m, del)
 }
 
 // Bindings lists the registered subscribers.

@@ -166,3 +166,51 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	}
 	return b.Put(key, data)
 }
+
+var bucketRecords = []byte("records")
+
+// SaveRecords writes and deletes a service's records of one kind (e.g.
+// "sip-bindings") in one transaction.
+func (s *Store) SaveRecords(kind string, put map[string][]byte, del []string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(bucketRecords)
+		if err != nil {
+			return err
+		}
+		b, err := root.CreateBucketIfNotExists([]byte(kind))
+		if err != nil {
+			return fmt.Errorf("store: records %q: %w", kind, err)
+		}
+		for k, v := range put {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadRecords reads every record of a kind.
+func (s *Store) LoadRecords(kind string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketRecords)
+		if root == nil {
+			return nil
+		}
+		b := root.Bucket([]byte(kind))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -441,3 +441,30 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LoadRecords("sip-bindings"); err != nil || len(got) != 0 {
+		t.Fatalf("empty kind: %v %v", got, err)
+	}
+	if err := s.SaveRecords("sip-bindings", map[string][]byte{"a": []byte("1"), "b": []byte("2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveRecords("sip-bindings", map[string][]byte{"c": []byte("3")}, []string{"a", "missing"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, _ = Open(dir, Options{})
+	defer s.Close()
+	got, err := s.LoadRecords("sip-bindings")
+	if err != nil || len(got) != 2 || string(got["b"]) != "2" || string(got["c"]) != "3" {
+		t.Fatalf("after reopen: %v %v", got, err)
+	}
+	if other, _ := s.LoadRecords("other"); len(other) != 0 {
+		t.Fatal("kinds are not separate")
+	}
+}

@@ -63,14 +63,45 @@ type Binding struct {
 // pendingLife is how long a challenged binding waits for its retry.
 const pendingLife = 5 * time.Minute
 
-// Bindings is the table of bindings. It is safe for concurrent use.
+// Bindings is the table of bindings. It is safe for concurrent use. It
+// remembers which bindings changed since the last Changes, for the owner
+// to persist in batches.
 type Bindings struct {
 	mu      sync.Mutex
 	byToken map[string]*Binding
+	changed map[string]bool // token -> still present
 }
 
 // NewBindings returns an empty table.
-func NewBindings() *Bindings { return &Bindings{byToken: map[string]*Binding{}} }
+func NewBindings() *Bindings {
+	return &Bindings{byToken: map[string]*Binding{}, changed: map[string]bool{}}
+}
+
+// Changes returns the bindings written and the tokens deleted since the
+// last call. Challenged (pending) bindings are not reported.
+func (b *Bindings) Changes() (put []Binding, deleted []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for t := range b.changed {
+		if x := b.byToken[t]; x != nil && !x.Pending {
+			put = append(put, *x)
+		} else if x == nil {
+			deleted = append(deleted, t)
+		}
+	}
+	clear(b.changed)
+	return put, deleted
+}
+
+// Restore loads persisted bindings (after a restart) without reporting
+// them as changed.
+func (b *Bindings) Restore(list []Binding) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, x := range list {
+		b.byToken[x.Token] = &x
+	}
+}
 
 func newToken() string {
 	b := make([]byte, 12)
@@ -136,6 +167,7 @@ func (b *Bindings) Put(x Binding) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.byToken[x.Token] = &x
+	b.changed[x.Token] = true
 }
 
 // Delete removes a binding.
@@ -143,6 +175,7 @@ func (b *Bindings) Delete(token string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.byToken, token)
+	b.changed[token] = false
 }
 
 // OfAOR lists an AOR's bindings.
@@ -184,6 +217,7 @@ func (b *Bindings) Expire(now time.Time) []Binding {
 		case !x.Pending && now.After(x.Expires):
 			gone = append(gone, *x)
 			delete(b.byToken, t)
+			b.changed[t] = false
 		}
 	}
 	return gone
