@@ -59,6 +59,7 @@ func run(ctx context.Context, o options) error {
 	defer ln.Close()
 
 	var sup *supervisor.Supervisor
+	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st)
 	status := func(ctx context.Context) webui.Status {
 		info, err := sysinfo.Read("/proc", o.dataDir)
 		if err != nil {
@@ -69,16 +70,16 @@ func run(ctx context.Context, o options) error {
 			Version: version, MachineID: id.MachineID, Hostname: run.Config.System.Hostname,
 			Started: started, UptimeS: time.Since(started).Seconds(), System: info,
 			Alarms: alarms.List(), Components: components(sup.States()),
+			Subscribers: len(sbcSvc.Bindings()),
 		}
 	}
 	portal, err := webui.New(webui.Options{
 		Config: st, Auth: st, Status: status, AdminUser: firstboot.AdminUser,
-		MachineID: id.MachineID, Logger: o.log.With("service", "portal"),
+		MachineID: id.MachineID, Logger: o.log.With("service", "portal"), SIP: sipStatus{sbcSvc},
 	})
 	if err != nil {
 		return err
 	}
-	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st)
 	sup = supervisor.New(o.log, st, alarms, supervisor.Service{
 		Name: "portal",
 		Run:  func(ctx context.Context) error { return portal.Serve(ctx, ln, cert, o.drain) },

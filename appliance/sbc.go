@@ -8,6 +8,7 @@ import (
 	"github.com/psigate/psigate/appliance/config"
 	"github.com/psigate/psigate/netcfg"
 	"github.com/psigate/psigate/sbc"
+	"github.com/psigate/psigate/webui"
 )
 
 // sbcDesired maps the configuration onto what the SBC needs: each realm's
@@ -63,4 +64,31 @@ func firstGlobal(addrs []net.Addr, err error) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// sipStatus shows the SBC's registrations and PBX nodes in the portal.
+type sipStatus struct{ s *sbc.Service }
+
+func (a sipStatus) Registrations() []webui.Registration {
+	bs := a.s.Bindings()
+	out := make([]webui.Registration, len(bs))
+	for i, b := range bs {
+		out[i] = webui.Registration{
+			AOR: b.AOR, UserAgent: b.UserAgent, Transport: b.Flow.Transport, Source: b.Flow.Source,
+			Since: b.Since, Expires: b.Expires, Node: b.Node,
+		}
+	}
+	return out
+}
+
+func (a sipStatus) Nodes() []webui.NodeStatus {
+	ns := a.s.Nodes()
+	out := make([]webui.NodeStatus, len(ns))
+	for i, n := range ns {
+		out[i] = webui.NodeStatus{
+			Group: n.Group, Name: n.Name, Address: n.Addr, Transport: n.Transport, Priority: n.Priority,
+			Up: n.Up, Failures: n.Failures, Since: n.Since, LastError: n.LastErr,
+		}
+	}
+	return out
 }

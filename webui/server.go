@@ -78,6 +78,8 @@ type Status struct {
 	System     sysinfo.Info  `json:"system"`
 	Alarms     []alarm.Alarm `json:"alarms"`
 	Components []Component   `json:"components"`
+	// Subscribers is the number of registered subscribers.
+	Subscribers int `json:"registeredSubscribers"`
 }
 
 // Options configure a Server.
@@ -97,6 +99,8 @@ type Options struct {
 	SessionTTL time.Duration
 	// Hash are the password hashing costs; default DefaultHashParams().
 	Hash HashParams
+	// SIP reports registrations and PBX nodes; nil until the SBC runs.
+	SIP SIPStatus
 }
 
 // Server is the admin portal.
@@ -216,6 +220,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /sip/server", s.page(s.sipServerForm))
 	mux.HandleFunc("GET /sip/subscribers-settings", s.page(s.subscribersPage))
 	mux.HandleFunc("POST /sip/subscribers-settings", s.page(s.subscribersForm))
+	mux.HandleFunc("GET /sip/registrations", s.page(s.registrationsPage))
 	mux.HandleFunc("GET /history", s.page(s.historyPage))
 	mux.HandleFunc("GET /history/diff", s.page(s.diffPage))
 	mux.HandleFunc("POST /history/rollback", s.page(s.rollbackForm))
@@ -249,6 +254,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /api/v1/sip/server", s.api(apiPutSection(s, sipServerPath, sipServerOf, setSIPServer)))
 	mux.HandleFunc("GET /api/v1/sip/remote-subscribers", s.api(apiGetSection(s, subscribersOf)))
 	mux.HandleFunc("PUT /api/v1/sip/remote-subscribers", s.api(apiPutSection(s, subscribersPath, subscribersOf, setSubscribers)))
+	mux.HandleFunc("GET /api/v1/sip/registrations", s.api(s.apiRegistrations))
+	mux.HandleFunc("GET /api/v1/sip/nodes", s.api(s.apiNodes))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such API endpoint"))
 	})

@@ -1,0 +1,87 @@
+package webui
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Registration is a registered subscriber as the portal lists it.
+type Registration struct {
+	AOR       string    `json:"aor"`
+	UserAgent string    `json:"userAgent"`
+	Transport string    `json:"transport"`
+	Source    string    `json:"source"` // the client's address as psigate sees it
+	Since     time.Time `json:"since"`
+	Expires   time.Time `json:"expires"`
+	Node      string    `json:"node"` // the PBX node it is registered on
+}
+
+// NodeStatus is a PBX node's health.
+type NodeStatus struct {
+	Group     string    `json:"group"`
+	Name      string    `json:"name"`
+	Address   string    `json:"address"`
+	Transport string    `json:"transport"`
+	Priority  int       `json:"priority"`
+	Up        bool      `json:"up"`
+	Failures  int       `json:"failures"`
+	Since     time.Time `json:"since"`
+	LastError string    `json:"lastError,omitempty"`
+}
+
+// SIPStatus is what the SBC tells the portal.
+type SIPStatus interface {
+	Registrations() []Registration
+	Nodes() []NodeStatus
+}
+
+// registrations lists the subscribers whose AOR, user agent or source
+// contains q (case-insensitive), by AOR.
+func (s *Server) registrations(q string) []Registration {
+	if s.opts.SIP == nil {
+		return []Registration{}
+	}
+	q = strings.ToLower(strings.TrimSpace(q))
+	out := []Registration{}
+	for _, r := range s.opts.SIP.Registrations() {
+		hay := strings.ToLower(r.AOR + " " + r.UserAgent + " " + r.Source)
+		if q == "" || strings.Contains(hay, q) {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b Registration) int { return strings.Compare(a.AOR, b.AOR) })
+	return out
+}
+
+func (s *Server) nodes() []NodeStatus {
+	if s.opts.SIP == nil {
+		return []NodeStatus{}
+	}
+	return s.opts.SIP.Nodes()
+}
+
+// registrationsView is the page's data.
+type registrationsView struct {
+	Query         string
+	Total         int
+	Registrations []Registration
+	Nodes         []NodeStatus
+	Built         bool // the SBC reports to the portal
+}
+
+func (s *Server) registrationsPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	v := registrationsView{Query: q, Registrations: s.registrations(q), Nodes: s.nodes(), Built: s.opts.SIP != nil}
+	v.Total = len(s.registrations(""))
+	s.render(w, r, http.StatusOK, "registrations", view{Title: "Registered subscribers", Nav: "registrations", Data: v})
+}
+
+func (s *Server) apiRegistrations(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.registrations(r.URL.Query().Get("q")))
+}
+
+func (s *Server) apiNodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.nodes())
+}
