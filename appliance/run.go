@@ -59,7 +59,7 @@ func run(ctx context.Context, o options) error {
 	defer ln.Close()
 
 	var sup *supervisor.Supervisor
-	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st)
+	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st, majorAlarms{alarms})
 	status := func(ctx context.Context) webui.Status {
 		info, err := sysinfo.Read("/proc", o.dataDir)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/psigate/psigate/appliance/alarm"
 	"github.com/psigate/psigate/appliance/config"
 	"github.com/psigate/psigate/netcfg"
 	"github.com/psigate/psigate/sbc"
@@ -92,3 +93,9 @@ func (a sipStatus) Nodes() []webui.NodeStatus {
 	}
 	return out
 }
+
+// majorAlarms raises a service's alarms as major.
+type majorAlarms struct{ r *alarm.Registry }
+
+func (a majorAlarms) Raise(code, text string) { a.r.Raise(code, alarm.Major, text) }
+func (a majorAlarms) Clear(code string)       { a.r.Clear(code) }

@@ -27,6 +27,16 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // startService runs an SBC on loopback with the given node group: access
 // realm on UDP, core realm on TCP.
 func startService(t *testing.T, nodes []Node, interval, threshold int, records ...RecordStore) (s *Service, addr string, stop func()) {
@@ -36,12 +46,12 @@ func startService(t *testing.T, nodes []Node, interval, threshold int, records .
 	cfg.SIPServer.Keepalive = Keepalive{IntervalSeconds: interval, FailureThreshold: threshold}
 	cfg.RemoteSubscribers.MinIntervalSeconds = 60
 	lo := netip.MustParseAddr("127.0.0.1")
-	accessPort, corePort := freeUDPPort(t), freeUDPPort(t)
+	accessPort, corePort := freeUDPPort(t), freeTCPPort(t)
 	var rs RecordStore
 	if len(records) > 0 {
 		rs = records[0]
 	}
-	s = NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), rs)
+	s = NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), rs, nil)
 	err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
 		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort},
 		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort},

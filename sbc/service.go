@@ -51,6 +51,13 @@ type RecordStore interface {
 	LoadRecords(kind string) (map[string][]byte, error)
 }
 
+// Alarms is where the SBC raises and clears alarms; the appliance's alarm
+// registry fits through a small adapter.
+type Alarms interface {
+	Raise(code, text string)
+	Clear(code string)
+}
+
 // bindingsKind names the SBC's bindings in the record store.
 const bindingsKind = "sip-bindings"
 
@@ -58,6 +65,8 @@ const bindingsKind = "sip-bindings"
 // runs until its context ends.
 type Service struct {
 	records  RecordStore
+	alarms   Alarms
+	quar     *registrar.Quarantine
 	log      *slog.Logger
 	stack    *signal.Stack
 	bindings *registrar.Bindings
@@ -69,24 +78,27 @@ type Service struct {
 }
 
 // NewService returns a service with no listeners yet; records (may be
-// nil) keeps bindings across restarts.
-func NewService(log *slog.Logger, records RecordStore) *Service {
-	s := &Service{log: log, records: records, bindings: registrar.NewBindings()}
+// nil) keeps bindings across restarts; alarms (may be nil) hears of
+// quarantined registration rate violators.
+func NewService(log *slog.Logger, records RecordStore, alarms Alarms) *Service {
+	s := &Service{log: log, records: records, alarms: alarms, bindings: registrar.NewBindings(), quar: &registrar.Quarantine{}}
 	s.nodes = pbx.New(s.probe, nil)
-	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s)}
+	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s), Quarantine: s.quar, OnQuarantine: s.quarantined}
 	s.stack = signal.New(log, s.install)
 	s.relay.Realms = s.stack
 	return s
 }
 
-// install registers the request handlers on a realm's server.
+// install registers the request handlers on a realm's server; every one
+// passes the common request checks first.
 func (s *Service) install(r *signal.Realm) {
-	r.Server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
-		signal.Respond(s.log, tx, req, 200, "OK",
-			sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE"),
-			sip.NewHeader("Accept", "application/sdp"))
-	})
-	r.Server.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+	guard := func(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+		return signal.Guard(s.log, h)
+	}
+	r.Server.OnOptions(guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		signal.Respond(s.log, tx, req, 200, "OK", sip.NewHeader("Allow", allow), sip.NewHeader("Accept", "application/sdp"))
+	}))
+	r.Server.OnRegister(guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		s.mu.Lock()
 		access := s.relay.AccessRealm
 		s.mu.Unlock()
@@ -95,11 +107,14 @@ func (s *Service) install(r *signal.Realm) {
 			return
 		}
 		s.relay.HandleRegister(req, tx)
-	})
-	r.Server.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
-		signal.Respond(s.log, tx, req, 501, "Not Implemented")
-	})
+	}))
+	r.Server.OnNoRoute(guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		signal.Respond(s.log, tx, req, 501, "Not Implemented", sip.NewHeader("Allow", allow))
+	}))
 }
+
+// allow lists the methods psigate handles today.
+const allow = "OPTIONS, REGISTER"
 
 // Apply reconciles listeners and settings to d.
 func (s *Service) Apply(ctx context.Context, d Desired) error {
@@ -116,6 +131,7 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 		MinInterval:  time.Duration(rs.MinIntervalSeconds) * time.Second,
 		MaxThreshold: time.Duration(rs.RegisterThrottling.MaxThresholdSeconds) * time.Second,
 	}
+	s.quar.Enabled, s.quar.Duration = rs.Quarantine.Enabled, time.Duration(rs.Quarantine.DurationSeconds)*time.Second
 	if t := rs.RegisterThrottling; t.Enabled {
 		s.relay.Limits.ThrottleUDP = time.Duration(t.UDPSeconds) * time.Second
 	}
@@ -250,6 +266,9 @@ func (s *Service) Run(ctx context.Context) error {
 			for _, b := range s.bindings.Expire(now) {
 				s.log.Info("registration expired", "aor", b.AOR, "source", b.Flow.Source)
 			}
+			if s.alarms != nil && s.quar.Blocked(now) == 0 {
+				s.alarms.Clear(quarantineAlarm)
+			}
 			if err := s.save(); err != nil {
 				s.log.Error("saving bindings", "err", err)
 			}
@@ -305,6 +324,15 @@ func (s *Service) save() error {
 		m[b.Token] = data
 	}
 	return s.records.SaveRecords(bindingsKind, m, del)
+}
+
+const quarantineAlarm = "sip-register-quarantine"
+
+// quarantined raises the alarm for a new rate violator.
+func (s *Service) quarantined(source string) {
+	if s.alarms != nil {
+		s.alarms.Raise(quarantineAlarm, "Registration rate violators are quarantined; the last one: "+source+".")
+	}
 }
 
 // Bindings lists the registered subscribers.

@@ -65,8 +65,12 @@ type Relay struct {
 	Router                 Router
 	Bindings               *Bindings
 	Limits                 Limits
-	Log                    *slog.Logger
-	Now                    func() time.Time
+	// Quarantine refuses flows that register too fast; nil = off.
+	Quarantine *Quarantine
+	// OnQuarantine (may be nil) hears of each flow put in quarantine.
+	OnQuarantine func(source string)
+	Log          *slog.Logger
+	Now          func() time.Time
 	// Timeout bounds the wait for the PBX's answer; default 8 s.
 	Timeout time.Duration
 }
@@ -167,6 +171,16 @@ func requestedExpiry(req *sip.Request, c *sip.ContactHeader) (time.Duration, err
 
 // HandleRegister is the access realm's REGISTER handler.
 func (r *Relay) HandleRegister(req *sip.Request, tx sip.ServerTransaction) {
+	if ok, newly := r.Quarantine.Admit(req.Transport()+" "+req.Source(), r.now()); !ok {
+		if newly {
+			r.Log.Warn("registration rate violator quarantined", "source", req.Source(), "transport", req.Transport())
+			if r.OnQuarantine != nil {
+				r.OnQuarantine(req.Source())
+			}
+		}
+		signal.Respond(r.Log, tx, req, 403, "Quarantined")
+		return
+	}
 	p, err := r.parse(req)
 	var bad *badRequest
 	if errors.As(err, &bad) {

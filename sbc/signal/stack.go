@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -309,6 +310,81 @@ func (r *Realm) close() {
 	}
 	r.mu.Unlock()
 	r.UA.Close()
+}
+
+// Check applies the checks every request gets before any handler (RFC
+// 3261 sections 8.1.1, 8.2 and 20): the protocol version, the mandatory
+// headers, one value in single-value headers, the CSeq method, and
+// extensions required. It returns 0 when the request may be handled,
+// else the status and reason to answer with.
+func Check(req *sip.Request) (int, string, []sip.Header) {
+	if req.SipVersion != "SIP/2.0" {
+		return 505, "Version Not Supported", nil
+	}
+	if h := MissingMandatory(req); h != "" {
+		return 400, "Missing " + h, nil
+	}
+	for _, name := range []string{"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"} {
+		if len(req.GetHeaders(name)) > 1 {
+			return 400, "Repeated " + name, nil
+		}
+	}
+	// sipgo normalises method names' case differently in the start line
+	// and in CSeq; the names are compared as tokens.
+	if !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)) {
+		return 400, "CSeq Method Mismatch", nil
+	}
+	if tags := Unsupported(req); len(tags) > 0 && !req.IsAck() && !req.IsCancel() {
+		return 420, "Bad Extension", []sip.Header{sip.NewHeader("Unsupported", strings.Join(tags, ", "))}
+	}
+	return 0, "", nil
+}
+
+// Guard wraps a handler with Check.
+func Guard(log *slog.Logger, h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if code, reason, hdrs := Check(req); code != 0 {
+			if !req.IsAck() {
+				Respond(log, tx, req, code, reason, hdrs...)
+			}
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// MissingMandatory names the first header every request must carry (RFC
+// 3261 section 8.1.1) that req lacks, or "".
+func MissingMandatory(req *sip.Request) string {
+	switch {
+	case req.Via() == nil:
+		return "Via"
+	case req.From() == nil:
+		return "From"
+	case req.To() == nil:
+		return "To"
+	case req.CallID() == nil:
+		return "Call-ID"
+	case req.CSeq() == nil:
+		return "CSeq"
+	}
+	return ""
+}
+
+// Unsupported lists the option tags of a request's Require header that
+// psigate does not support: it supports none yet, so every tag. A request
+// with any must be refused with 420 Bad Extension (RFC 3261 section
+// 8.2.2.3).
+func Unsupported(req *sip.Request) []string {
+	var tags []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
 }
 
 // Respond answers a request with a status, logging a failure to send.
