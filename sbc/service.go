@@ -3,6 +3,7 @@ package sbc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,6 +244,16 @@ func tlsConfig(d Desired) (*tls.Config, error) {
 	conf.Certificates = []tls.Certificate{cert}
 	if p.MinTLSVersion == "1.3" {
 		conf.MinVersion = tls.VersionTLS13
+	}
+	if p.CAPEM != "" {
+		conf.ClientCAs = x509.NewCertPool()
+		conf.ClientCAs.AppendCertsFromPEM([]byte(p.CAPEM))
+	}
+	switch p.ClientVerification {
+	case "optional":
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	case "required":
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return conf, nil
 }
