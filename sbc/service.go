@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -71,8 +72,11 @@ type Service struct {
 	log      *slog.Logger
 	stack    *signal.Stack
 	bindings *registrar.Bindings
-	relay    *registrar.Relay
-	nodes    *pbx.Monitor
+	// relay is replaced whole by Apply (its settings are a snapshot;
+	// bindings and quarantine are shared), so a request in flight sees
+	// one consistent configuration.
+	relay atomic.Pointer[registrar.Relay]
+	nodes *pbx.Monitor
 
 	mu      sync.Mutex
 	desired Desired
@@ -84,9 +88,8 @@ type Service struct {
 func NewService(log *slog.Logger, records RecordStore, alarms Alarms) *Service {
 	s := &Service{log: log, records: records, alarms: alarms, bindings: registrar.NewBindings(), quar: &registrar.Quarantine{}}
 	s.nodes = pbx.New(s.probe, nil)
-	s.relay = &registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s), Quarantine: s.quar, OnQuarantine: s.quarantined}
 	s.stack = signal.New(log, s.install)
-	s.relay.Realms = s.stack
+	s.relay.Store(&registrar.Relay{Bindings: s.bindings, Log: log, Router: (*router)(s), Quarantine: s.quar, OnQuarantine: s.quarantined, Realms: s.stack})
 	return s
 }
 
@@ -100,14 +103,12 @@ func (s *Service) install(r *signal.Realm) {
 		signal.Respond(s.log, tx, req, 200, "OK", sip.NewHeader("Allow", allow), sip.NewHeader("Accept", "application/sdp"))
 	}))
 	r.Server.OnRegister(guard(func(req *sip.Request, tx sip.ServerTransaction) {
-		s.mu.Lock()
-		access := s.relay.AccessRealm
-		s.mu.Unlock()
-		if r.Name != access {
+		relay := s.relay.Load()
+		if r.Name != relay.AccessRealm {
 			signal.Respond(s.log, tx, req, 403, "Registration Only On The Access Realm")
 			return
 		}
-		s.relay.HandleRegister(req, tx)
+		relay.HandleRegister(req, tx)
 	}))
 	r.Server.OnNoRoute(guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		signal.Respond(s.log, tx, req, 501, "Not Implemented", sip.NewHeader("Allow", allow))
@@ -126,20 +127,22 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 	rs := d.Config.RemoteSubscribers
 	s.mu.Lock()
 	s.desired = d
-	s.relay.AccessRealm, s.relay.CoreRealm = access, core
-	s.relay.Limits = registrar.Limits{
+	s.mu.Unlock()
+	relay := *s.relay.Load()
+	relay.AccessRealm, relay.CoreRealm = access, core
+	relay.Limits = registrar.Limits{
 		MaxExpiry:    time.Duration(rs.MaxExpirySeconds) * time.Second,
 		MinInterval:  time.Duration(rs.MinIntervalSeconds) * time.Second,
 		MaxThreshold: time.Duration(rs.RegisterThrottling.MaxThresholdSeconds) * time.Second,
 	}
-	s.quar.Enabled, s.quar.Duration = rs.Quarantine.Enabled, time.Duration(rs.Quarantine.DurationSeconds)*time.Second
 	if t := rs.RegisterThrottling; t.Enabled {
-		s.relay.Limits.ThrottleUDP = time.Duration(t.UDPSeconds) * time.Second
+		relay.Limits.ThrottleUDP = time.Duration(t.UDPSeconds) * time.Second
 	}
 	if t := rs.RegisterThrottling; t.StreamEnabled {
-		s.relay.Limits.ThrottleStream = time.Duration(t.StreamSeconds) * time.Second
+		relay.Limits.ThrottleStream = time.Duration(t.StreamSeconds) * time.Second
 	}
-	s.mu.Unlock()
+	s.relay.Store(&relay)
+	s.quar.Configure(rs.Quarantine.Enabled, time.Duration(rs.Quarantine.DurationSeconds)*time.Second)
 	ss := d.Config.SIPServer
 	s.nodes.Set(nodeGroups(ss), time.Duration(ss.Keepalive.IntervalSeconds)*time.Second, ss.Keepalive.FailureThreshold)
 	return s.stack.Apply(ctx, specs)
@@ -164,10 +167,7 @@ func nodeGroups(ss SIPServer) []pbx.Group {
 // probe sends an OPTIONS keepalive to a node from the core realm; any
 // answer means the node is alive.
 func (s *Service) probe(ctx context.Context, n pbx.Node) error {
-	s.mu.Lock()
-	coreName := s.relay.CoreRealm
-	s.mu.Unlock()
-	core := s.stack.Realm(coreName)
+	core := s.stack.Realm(s.relay.Load().CoreRealm)
 	if core == nil {
 		return errors.New("no core realm")
 	}

@@ -136,6 +136,21 @@ func sameURI(contact, uri string) bool {
 
 func uriOf(contact string) string {
 	s := strings.TrimSpace(contact)
+	if strings.HasPrefix(s, `"`) {
+		// A quoted display name (RFC 3261 section 25.1) may hold '<' and
+		// escaped quotes: skip it whole.
+		i := 1
+		for i < len(s) && s[i] != '"' {
+			if s[i] == '\\' {
+				i++
+			}
+			i++
+		}
+		if i >= len(s) {
+			return s
+		}
+		s = s[i+1:]
+	}
 	if i := strings.IndexByte(s, '<'); i >= 0 {
 		if j := strings.IndexByte(s[i:], '>'); j > 0 {
 			return s[i+1 : i+j]

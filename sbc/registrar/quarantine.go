@@ -22,14 +22,25 @@ type Quarantine struct {
 	blocked map[string]time.Time   // flow -> end of quarantine
 }
 
+// Configure turns quarantine on or off and sets its duration, safely while
+// requests are handled.
+func (q *Quarantine) Configure(enabled bool, d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.Enabled, q.Duration = enabled, d
+}
+
 // Admit records a REGISTER from a flow and reports whether it may be
 // handled; newly is true when this REGISTER put the flow in quarantine.
 func (q *Quarantine) Admit(flow string, now time.Time) (ok, newly bool) {
-	if q == nil || !q.Enabled {
+	if q == nil {
 		return true, false
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if !q.Enabled {
+		return true, false
+	}
 	if q.seen == nil {
 		q.seen, q.blocked = map[string][]time.Time{}, map[string]time.Time{}
 	}
