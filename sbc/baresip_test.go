@@ -1,0 +1,434 @@
+package sbc
+
+// Interop with a real SIP client over TLS: baresip registers through the
+// SBC's access realm (TLS) to Kamailio, the PBX behind the core realm (TCP).
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/registrar"
+	"github.com/psigate/psigate/sbc/sbctest"
+)
+
+// TestBaresipRegistersOverTLS: baresip (1.0.0) registers user 3001 over
+// TLS to the SBC's access realm, with the SBC as its outbound proxy and
+// the SBC's self-signed certificate as its CA. The SBC relays the
+// registration (and the digest challenge) to Kamailio over TCP. Both ends
+// must then hold the binding: the SBC's on a TLS flow, Kamailio's with the
+// SBC's token contact on the core realm; both with baresip's User-Agent.
+//
+// baresip 1.0.0 cannot set its User-Agent (it is compiled in: "baresip
+// v1.0.0 (arch/os)"), so the test reads the one baresip sent from its SIP
+// trace (-s) and checks the SBC and Kamailio kept exactly that.
+func TestBaresipRegistersOverTLS(t *testing.T) {
+	bin := baresipPeer(t)
+	modules := baresipSBCModuleDir(t)
+
+	const user, pass, domain = "3001", "pw-3001-tls", sbctest.KamailioRealm
+	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: map[string]string{user: pass}})
+
+	cert, certPEM := baresipTestCertificate(t)
+	s, tlsPort, corePort := startTLSService(t, k.Addr, cert)
+
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	account := fmt.Sprintf(`<sip:%s@%s;transport=tls>;auth_pass=%s;outbound="sip:127.0.0.1:%d;transport=tls";regint=600;mwi=no;answermode=manual`,
+		user, domain, pass, tlsPort)
+	writeBaresipSBCConfig(t, dir, modules, caFile, account)
+	bs := startBaresipSBC(t, bin, dir)
+
+	// Wait until both ends hold the registration, and baresip's trace
+	// shows the User-Agent it sent.
+	wantAOR := "sip:" + user + "@" + domain
+	var (
+		ua      string
+		binding registrar.Binding
+		loc     sbctest.Location
+		why     string
+	)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ua, binding, loc, why = baresipRegistered(t, s, k, bs, wantAOR, user, corePort)
+		if why == "" {
+			break
+		}
+		select {
+		case <-bs.exited:
+			t.Fatalf("baresip exited before it registered (%s)", why)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not registered within 30s: %s\nSBC bindings: %+v\nKamailio: %+v", why, s.Bindings(), k.Locations(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("baresip's User-Agent: %q", ua)
+	t.Logf("SBC binding: token %s, contact %s, flow %+v, expires in %v (PBX %v)", binding.Token, binding.Contact,
+		binding.Flow, time.Until(binding.Expires).Round(time.Second), time.Until(binding.PBXExpires).Round(time.Second))
+	t.Logf("Kamailio: contact %s, received %s, socket %s", loc.Contact, loc.Received, loc.Socket)
+
+	if !regexp.MustCompile(`^baresip v\d+\.\d+\.\d+ \(`).MatchString(ua) {
+		t.Errorf("baresip sent User-Agent %q, want baresip's own \"baresip vX.Y.Z (arch/os)\"", ua)
+	}
+	if binding.Flow.Realm != "access" {
+		t.Errorf("binding on realm %q, want access", binding.Flow.Realm)
+	}
+	if src, err := netip.ParseAddrPort(binding.Flow.Source); err != nil || !src.Addr().IsLoopback() || src.Port() == uint16(tlsPort) {
+		t.Errorf("binding's flow source %q, want baresip's loopback address", binding.Flow.Source)
+	}
+	if !strings.Contains(strings.ToLower(binding.Contact), "transport=tls") {
+		t.Errorf("binding's client contact %q has no transport=tls", binding.Contact)
+	}
+	// The SBC reached Kamailio over TCP, from the core realm.
+	if !strings.Contains(loc.Received, "transport=tcp") || !strings.HasPrefix(loc.Socket, "tcp:") {
+		t.Errorf("Kamailio's binding arrived over received %q socket %q, want TCP", loc.Received, loc.Socket)
+	}
+	if ttl := time.Until(loc.Expires); ttl < 60*time.Second || ttl > 601*time.Second {
+		t.Errorf("Kamailio's binding expires in %v, want up to the 600s baresip asked for (throttled to the PBX at most 1800s)", ttl)
+	}
+
+	// The digest exchange crossed the SBC: Kamailio challenged a REGISTER
+	// and took one with baresip's credentials.
+	var plain, authorized int
+	for _, r := range k.Requests(t) {
+		if r.Method != "REGISTER" || r.Msg == nil {
+			continue
+		}
+		if h := r.Msg.GetHeader("Authorization"); h != nil && strings.Contains(h.Value(), `username="`+user+`"`) {
+			authorized++
+		} else {
+			plain++
+		}
+	}
+	if plain == 0 || authorized == 0 {
+		t.Errorf("Kamailio got %d REGISTERs without and %d with baresip's credentials, want a challenge and an authorized retry", plain, authorized)
+	}
+
+	// Stop baresip: on SIGTERM it de-registers (or tries to) and quits.
+	bs.stop(t, 15*time.Second)
+	// Either it de-registered (both ends dropped the binding) or not (both
+	// keep it); a de-registration the SBC took must have reached the PBX.
+	sbcHas := false
+	for _, b := range s.Bindings() {
+		if b.Token == binding.Token {
+			sbcHas = true
+		}
+	}
+	pbxHas := false
+	for _, l := range k.Locations(t) {
+		if u, err := baresipParseURI(l.Contact); err == nil && u.User == binding.Token {
+			pbxHas = true
+		}
+	}
+	t.Logf("after baresip stopped: SBC binding kept %v, Kamailio binding kept %v", sbcHas, pbxHas)
+	if !sbcHas && pbxHas {
+		t.Errorf("the SBC dropped the binding but Kamailio still has %s", binding.Token)
+	}
+}
+
+// baresipRegistered checks once whether the registration is complete; why
+// says what is missing, "" when everything is there.
+func baresipRegistered(t *testing.T, s *Service, k *sbctest.Kamailio, bs *baresipSBC, aor, user string, corePort int) (ua string, binding registrar.Binding, loc sbctest.Location, why string) {
+	t.Helper()
+	ua = bs.userAgent()
+	if ua == "" {
+		return "", binding, loc, "no REGISTER with a User-Agent in baresip's SIP trace"
+	}
+	found := false
+	for _, b := range s.Bindings() {
+		if b.AOR != aor {
+			continue
+		}
+		if found {
+			return ua, binding, loc, "the SBC has more than one binding for " + aor
+		}
+		binding, found = b, true
+	}
+	switch {
+	case !found:
+		return ua, binding, loc, "the SBC has no binding for " + aor
+	case binding.Pending:
+		return ua, binding, loc, "the SBC's binding is still pending (challenged)"
+	case binding.Flow.Transport != "TLS":
+		return ua, binding, loc, fmt.Sprintf("the SBC's binding has flow transport %q, want TLS", binding.Flow.Transport)
+	case binding.UserAgent != ua:
+		return ua, binding, loc, fmt.Sprintf("the SBC's binding has User-Agent %q, want %q", binding.UserAgent, ua)
+	}
+	var mine []sbctest.Location
+	for _, l := range k.Locations(t) {
+		if l.AOR == user {
+			mine = append(mine, l)
+		}
+	}
+	if len(mine) != 1 {
+		return ua, binding, loc, fmt.Sprintf("Kamailio has %d bindings for %s, want 1: %+v", len(mine), user, mine)
+	}
+	loc = mine[0]
+	u, err := baresipParseURI(loc.Contact)
+	if err != nil {
+		return ua, binding, loc, fmt.Sprintf("Kamailio's contact %q: %v", loc.Contact, err)
+	}
+	tr, _ := u.UriParams.Get("transport")
+	if u.User != binding.Token || u.Host != "127.0.0.1" || u.Port != corePort || !strings.EqualFold(tr, "tcp") {
+		return ua, binding, loc, fmt.Sprintf("Kamailio's contact %q, want sip:%s@127.0.0.1:%d;transport=tcp", loc.Contact, binding.Token, corePort)
+	}
+	if loc.UserAgent != ua {
+		return ua, binding, loc, fmt.Sprintf("Kamailio's binding has User-Agent %q, want %q", loc.UserAgent, ua)
+	}
+	return ua, binding, loc, ""
+}
+
+func baresipParseURI(s string) (sip.Uri, error) {
+	var u sip.Uri
+	err := sip.ParseUri(s, &u)
+	return u, err
+}
+
+// startTLSService runs an SBC on loopback with the access realm on TLS
+// and the core realm on TCP, Kamailio at pbx its only PBX node.
+func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (s *Service, tlsPort, corePort int) {
+	t.Helper()
+	cfg := Default()
+	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{
+		{Name: "kamailio", Priority: 1, Address: pbx.Addr().String(), Transport: TransportTCP, Port: int(pbx.Port())},
+	}}}
+	cfg.SIPServer.Keepalive = Keepalive{IntervalSeconds: 5, FailureThreshold: 3}
+	lo := netip.MustParseAddr("127.0.0.1")
+	tlsPort, corePort = freeTCPPort(t), freeTCPPort(t)
+	for corePort == tlsPort {
+		corePort = freeTCPPort(t)
+	}
+	s = NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	err := s.Apply(ctx, Desired{Config: cfg, Certificate: cert, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", TLS: tlsPort},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort},
+	}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("the SBC did not stop within 10s")
+		}
+	})
+	// The TLS listener answers a handshake before baresip starts.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d := &net.Dialer{Timeout: time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", "127.0.0.1:"+strconv.Itoa(tlsPort), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SBC's TLS listener on port %d: %v", tlsPort, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s, tlsPort, corePort
+}
+
+// baresipTestCertificate is a self-signed ECDSA certificate for 127.0.0.1,
+// usable as its own CA; the PEM is the certificate alone.
+func baresipTestCertificate(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "127.0.0.1", Organization: []string{"psigate test"}},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// baresipPeer finds baresip; without it the test is skipped, unless
+// PSIGATE_REQUIRE_PEERS=1 (CI), where a missing peer is a failure.
+func baresipPeer(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("baresip")
+	if err != nil {
+		baresipMissing(t, fmt.Sprintf("baresip not found (%v); install the Debian package baresip-core", err))
+	}
+	return path
+}
+
+func baresipMissing(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("PSIGATE_REQUIRE_PEERS") == "1" {
+		t.Fatal(msg + " (PSIGATE_REQUIRE_PEERS=1)")
+	}
+	t.Skip(msg)
+}
+
+// baresipSBCModuleDir is where baresip's modules live: Debian's path first.
+func baresipSBCModuleDir(t *testing.T) string {
+	t.Helper()
+	for _, d := range []string{"/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules", "/usr/lib64/baresip/modules"} {
+		if _, err := os.Stat(filepath.Join(d, "account.so")); err == nil {
+			return d
+		}
+	}
+	baresipMissing(t, "baresip modules (account.so) not found; install the Debian package baresip-core")
+	return ""
+}
+
+// writeBaresipSBCConfig writes a config directory for a headless baresip
+// that only registers: SIP on loopback (UDP, TCP and TLS, ephemeral
+// ports), the test certificate as the TLS CA, no audio or UI modules.
+//
+// baresip 1.0.0 (libre 1.1.0) does not verify the server's certificate
+// on its own (there is no sip_verify_server yet); sip_cafile is given
+// anyway, so a baresip that does verify accepts the SBC's certificate.
+func writeBaresipSBCConfig(t *testing.T, dir, modules, caFile, account string) {
+	t.Helper()
+	config := strings.Join([]string{
+		"poll_method epoll",
+		"sip_listen 127.0.0.1:0",
+		"net_interface 127.0.0.1",
+		"sip_cafile " + caFile,
+		"module_path " + modules,
+		"module_tmp account.so", // reads the accounts file
+	}, "\n") + "\n"
+	for name, content := range map[string]string{"config": config, "accounts": account + "\n", "contacts": ""} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// baresipSBC is a running baresip whose output is collected.
+type baresipSBC struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (b *baresipSBC) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.Write(p)
+}
+
+func (b *baresipSBC) output() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.String()
+}
+
+// baresipUserAgentRE finds the User-Agent header of a REGISTER in
+// baresip's SIP trace (-s): the messages it sends and receives, raw.
+var baresipUserAgentRE = regexp.MustCompile(`(?m)^REGISTER sip:[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*?User-Agent: *([^\r\n]+)`)
+
+// userAgent is the User-Agent of the first REGISTER baresip's trace
+// shows, "" before there is one.
+func (b *baresipSBC) userAgent() string {
+	m := baresipUserAgentRE.FindStringSubmatch(b.output())
+	if m == nil {
+		return ""
+	}
+	return strings.TrimSpace(m[1])
+}
+
+// startBaresipSBC runs baresip with the config in dir and its SIP trace
+// on. It is killed when the test ends; its output is logged if the test
+// failed.
+func startBaresipSBC(t *testing.T, bin, dir string) *baresipSBC {
+	t.Helper()
+	// -t: baresip quits by itself should the test binary die.
+	cmd := exec.Command(bin, "-f", dir, "-s", "-t", "120")
+	b := &baresipSBC{cmd: cmd, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = b, b
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting baresip: %v", err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(b.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-b.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-b.exited
+		}
+		if t.Failed() {
+			t.Logf("baresip output:\n%s", b.output())
+		}
+	})
+	return b
+}
+
+// stop asks baresip to quit (SIGTERM: it de-registers first) and waits
+// up to timeout, then kills it.
+func (b *baresipSBC) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-b.exited:
+		return
+	default:
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(timeout):
+		t.Logf("baresip did not quit within %v of SIGTERM; killing it", timeout)
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+	}
+}
