@@ -11,7 +11,6 @@ package registrar
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"strings"
 	"sync"
 	"time"
 )
@@ -30,7 +29,8 @@ type Binding struct {
 	Token string `json:"token"`
 	// AOR is the address of record, the To URI, e.g. "sip:1234@pbx.example.com".
 	AOR string `json:"aor"`
-	// Contact is the client's own Contact header value.
+	// Contact is the URI of the client's own Contact, e.g.
+	// "sip:1001@192.168.1.23:5062;transport=udp".
 	Contact   string    `json:"contact"`
 	Flow      Flow      `json:"flow"`
 	UserAgent string    `json:"userAgent"`
@@ -110,9 +110,9 @@ func newToken() string {
 }
 
 // Find returns the binding of an AOR with the same instance-id, or else the
-// same client Contact URI (contact is a Contact header value); nil if
-// none.
-func (b *Bindings) Find(aor, contact, instanceID string) *Binding {
+// same client Contact URI; nil if none. URIs are compared as sipgo writes
+// them, never re-read from a rendered header.
+func (b *Bindings) Find(aor, contactURI, instanceID string) *Binding {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, x := range b.byToken {
@@ -122,44 +122,11 @@ func (b *Bindings) Find(aor, contact, instanceID string) *Binding {
 		if instanceID != "" && x.InstanceID == instanceID {
 			return clone(x)
 		}
-		if sameURI(x.Contact, contact) {
+		if x.Contact == contactURI {
 			return clone(x)
 		}
 	}
 	return nil
-}
-
-// sameURI compares the URI part of two Contact values.
-func sameURI(contact, uri string) bool {
-	return uriOf(contact) == uriOf(uri)
-}
-
-func uriOf(contact string) string {
-	s := strings.TrimSpace(contact)
-	if strings.HasPrefix(s, `"`) {
-		// A quoted display name (RFC 3261 section 25.1) may hold '<' and
-		// escaped quotes: skip it whole.
-		i := 1
-		for i < len(s) && s[i] != '"' {
-			if s[i] == '\\' {
-				i++
-			}
-			i++
-		}
-		if i >= len(s) {
-			return s
-		}
-		s = s[i+1:]
-	}
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		if j := strings.IndexByte(s[i:], '>'); j > 0 {
-			return s[i+1 : i+j]
-		}
-	}
-	if i := strings.IndexByte(s, ';'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 func clone(x *Binding) *Binding {

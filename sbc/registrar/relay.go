@@ -205,7 +205,7 @@ func (r *Relay) now() time.Time {
 func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 	req := p.req
 	instance, _ := p.contact.Params.Get("+sip.instance")
-	b := r.Bindings.Find(p.aor, p.contact.Value(), instance)
+	b := r.Bindings.Find(p.aor, p.contact.Address.String(), instance)
 	if b == nil {
 		b = &Binding{Token: newToken(), AOR: p.aor, PBXCallID: newToken() + "@psigate", Since: r.now().UTC()}
 	}
@@ -250,7 +250,7 @@ func (r *Relay) relay(p *request, tx sip.ServerTransaction) {
 		// waits for the client's authenticated retry.
 		cur := r.Bindings.Get(b.Token)
 		if cur == nil {
-			b.Pending, b.Contact, b.Since, b.InstanceID = true, p.contact.Value(), r.now().UTC(), instance
+			b.Pending, b.Contact, b.Since, b.InstanceID = true, p.contact.Address.String(), r.now().UTC(), instance
 			cur = b
 		}
 		cur.PBXCSeq = b.PBXCSeq
@@ -272,7 +272,7 @@ func (r *Relay) answerLocally(b *Binding, p *request, tx sip.ServerTransaction) 
 	ok := throttle > 0 && !b.Pending && p.expires > 0 &&
 		b.Flow == (Flow{Transport: req.Transport(), Source: req.Source(), Realm: r.AccessRealm}) &&
 		b.ClientCallID == req.CallID().Value() && req.CSeq().SeqNo > b.ClientCSeq &&
-		sameURI(b.Contact, p.contact.Value()) &&
+		b.Contact == p.contact.Address.String() &&
 		now.Add(2*throttle).Before(b.PBXExpires)
 	if !ok {
 		return false
@@ -287,7 +287,7 @@ func (r *Relay) answerLocally(b *Binding, p *request, tx sip.ServerTransaction) 
 // remember stores the binding after the PBX accepted it.
 func (r *Relay) remember(b *Binding, p *request, target Target, client, pbx time.Duration) {
 	req := p.req
-	b.Contact = p.contact.Value()
+	b.Contact = p.contact.Address.String()
 	b.Flow = Flow{Transport: req.Transport(), Source: req.Source(), Realm: r.AccessRealm}
 	if ua := req.GetHeader("User-Agent"); ua != nil {
 		b.UserAgent = ua.Value()
@@ -435,18 +435,12 @@ func (r *Relay) answer(tx sip.ServerTransaction, p *request, res *sip.Response) 
 		now := r.now()
 		for _, b := range r.Bindings.OfAOR(p.aor) {
 			left := max(int((b.Expires.Sub(now)+time.Second/2)/time.Second), 0)
-			out.AppendHeader(sip.NewHeader("Contact", uriOnly(b.Contact)+";expires="+strconv.Itoa(left)))
+			out.AppendHeader(sip.NewHeader("Contact", "<"+b.Contact+">;expires="+strconv.Itoa(left)))
 		}
 	}
 	if err := tx.Respond(out); err != nil {
 		r.Log.Warn("REGISTER answer not sent", "aor", p.aor, "err", err)
 	}
-}
-
-// uriOnly is a Contact value without its header parameters (expires and
-// the like are written fresh).
-func uriOnly(contact string) string {
-	return "<" + uriOf(contact) + ">"
 }
 
 // relayWildcard removes every binding of the AOR: at the PBX with a

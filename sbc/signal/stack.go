@@ -394,6 +394,10 @@ func Respond(log *slog.Logger, tx sip.ServerTransaction, req *sip.Request, code 
 		res.AppendHeader(h)
 	}
 	if err := tx.Respond(res); err != nil {
-		log.Warn("SIP response not sent", "code", code, "call-id", req.CallID(), "err", err)
+		callID := ""
+		if h := req.CallID(); h != nil {
+			callID = h.Value()
+		}
+		log.Warn("SIP response not sent", "code", code, "call-id", callID, "err", err)
 	}
 }
