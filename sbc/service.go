@@ -266,6 +266,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	go s.nodes.Run(ctx)
+	deregs := make(chan registrar.Binding, 1024)
+	go s.deregisterLoop(ctx, deregs)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	defer s.stack.Close()
@@ -276,12 +278,36 @@ func (s *Service) Run(ctx context.Context) error {
 		case now := <-t.C:
 			for _, b := range s.bindings.Expire(now) {
 				s.log.Info("registration expired", "aor", b.AOR, "source", b.Flow.Source)
+				select {
+				case deregs <- b:
+				default:
+					s.log.Warn("de-registration queue full; the PBX registration lapses", "aor", b.AOR)
+				}
 			}
 			if s.alarms != nil && s.quar.Blocked(now) == 0 {
 				s.alarms.Clear(quarantineAlarm)
 			}
 			if err := s.save(); err != nil {
 				s.log.Error("saving bindings", "err", err)
+			}
+		}
+	}
+}
+
+// deregisterLoop ends psigate's registration at the PBX of each binding
+// whose client stopped refreshing, one at a time, until ctx ends.
+func (s *Service) deregisterLoop(ctx context.Context, bindings <-chan registrar.Binding) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-bindings:
+			err := s.relay.Load().Deregister(b)
+			switch {
+			case errors.Is(err, registrar.ErrChallenged):
+				s.log.Info("the PBX wants credentials to de-register; its registration lapses at its expiry", "aor", b.AOR, "until", b.PBXExpires)
+			case err != nil:
+				s.log.Warn("de-registration at the PBX failed", "aor", b.AOR, "err", err)
 			}
 		}
 	}

@@ -472,3 +472,52 @@ func (r *Relay) relayWildcard(p *request, tx sip.ServerTransaction) {
 	}
 	r.answer(tx, p, res)
 }
+
+// ErrChallenged means the PBX wants credentials for a de-registration,
+// which psigate does not have: the registration lapses at its expiry.
+var ErrChallenged = errors.New("registrar: the PBX challenged the de-registration")
+
+// Deregister ends psigate's registration of a binding at the PBX after
+// the client's binding ended (it stopped refreshing), with Expires 0 in the
+// same registration (Call-ID, next CSeq). A PBX that trusts psigate
+// accepts it; one that challenges gets no credentials, and its
+// registration lapses at its own expiry (at most the throttling
+// threshold).
+func (r *Relay) Deregister(b Binding) error {
+	core := r.Realms.Realm(r.CoreRealm)
+	if core == nil {
+		return errors.New("registrar: no core realm")
+	}
+	target, err := r.Router.Route(b.AOR, b.Node)
+	if err != nil {
+		return err
+	}
+	var aorURI sip.Uri
+	if err := sip.ParseUri(b.AOR, &aorURI); err != nil {
+		return fmt.Errorf("registrar: AOR %q: %w", b.AOR, err)
+	}
+	out := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: aorURI.Scheme, Host: aorURI.Host, Port: aorURI.Port})
+	out.SetTransport(target.Transport)
+	out.SetDestination(target.Addr)
+	out.AppendHeader(&sip.FromHeader{Address: aorURI, Params: sip.HeaderParams{{K: "tag", V: newToken()}}})
+	out.AppendHeader(&sip.ToHeader{Address: aorURI})
+	callID := sip.CallIDHeader(b.PBXCallID)
+	out.AppendHeader(&callID)
+	out.AppendHeader(&sip.CSeqHeader{SeqNo: b.PBXCSeq + 1, MethodName: sip.REGISTER})
+	mf := sip.MaxForwardsHeader(70)
+	out.AppendHeader(&mf)
+	out.AppendHeader(r.coreContact(core, b.Token, target.Transport, 0))
+	exp := sip.ExpiresHeader(0)
+	out.AppendHeader(&exp)
+	out.SetBody(nil)
+	res, err := r.send(core, out)
+	switch {
+	case err != nil:
+		return err
+	case res.StatusCode == 401 || res.StatusCode == 407:
+		return ErrChallenged
+	case !res.IsSuccess():
+		return fmt.Errorf("registrar: de-registration: %d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}

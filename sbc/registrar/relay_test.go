@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,10 +23,11 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // Authorization and accepts the others, listing one more contact of the
 // AOR (a desk phone) that must not reach the client.
 type pbx struct {
-	addr string
-	mu   sync.Mutex
-	reqs []*sip.Request
-	max  int // expiry it grants at most, seconds
+	addr  string
+	trust bool // accept without credentials (a PBX that trusts the SBC)
+	mu    sync.Mutex
+	reqs  []*sip.Request
+	max   int // expiry it grants at most, seconds
 }
 
 func startPBX(t *testing.T) *pbx {
@@ -37,7 +39,10 @@ func startPBX(t *testing.T) *pbx {
 		p.mu.Lock()
 		p.reqs = append(p.reqs, req.Clone())
 		p.mu.Unlock()
-		if req.GetHeader("Authorization") == nil {
+		p.mu.Lock()
+		trust := p.trust
+		p.mu.Unlock()
+		if req.GetHeader("Authorization") == nil && !trust {
 			res := sip.NewResponseFromRequest(req, 401, "Unauthorized", nil)
 			res.AppendHeader(sip.NewHeader("WWW-Authenticate", `Digest realm="psigate.test", nonce="abc123", algorithm=MD5`))
 			tx.Respond(res)
@@ -45,7 +50,10 @@ func startPBX(t *testing.T) *pbx {
 		}
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		c := req.Contact()
-		exp, _ := c.Params.Get("expires")
+		exp, ok := c.Params.Get("expires")
+		if !ok {
+			exp = req.GetHeader("Expires").Value()
+		}
 		granted := exp
 		if n := atoi(exp); n > p.max {
 			granted = itoa(p.max)
@@ -333,5 +341,35 @@ func TestRegisterThrottling(t *testing.T) {
 	clk.add(10 * time.Second)
 	if res := ph.register("3600", true); res.StatusCode != 200 || len(pb.requests()) != before+1 {
 		t.Fatalf("new Call-ID: %d, PBX requests %d -> %d, want relayed", res.StatusCode, before, len(pb.requests()))
+	}
+}
+
+// TestDeregisterAtPBX: when a client's binding ends, psigate ends its own
+// registration at the PBX in the same registration (Call-ID, next CSeq);
+// a PBX that challenges it gets no credentials.
+func TestDeregisterAtPBX(t *testing.T) {
+	pb := startPBX(t)
+	relay, sbcAddr := startSBC(t, pb.addr, Limits{MaxExpiry: 3600 * time.Second, MinInterval: 60 * time.Second})
+	ph := newPhone(t, sbcAddr)
+	if res := ph.register("300", true); res.StatusCode != 200 {
+		t.Fatal(res.StatusCode)
+	}
+	b := relay.Bindings.List()[0]
+	if err := relay.Deregister(b); !errors.Is(err, ErrChallenged) {
+		t.Fatalf("de-registration at a challenging PBX: %v, want ErrChallenged", err)
+	}
+	pb.mu.Lock()
+	pb.trust = true
+	pb.mu.Unlock()
+	if err := relay.Deregister(b); err != nil {
+		t.Fatalf("de-registration at a trusting PBX: %v", err)
+	}
+	reqs := pb.requests()
+	last := reqs[len(reqs)-1]
+	if last.CallID().Value() != b.PBXCallID || last.CSeq().SeqNo != b.PBXCSeq+1 || last.GetHeader("Expires").Value() != "0" || last.Contact().Address.User != b.Token {
+		t.Errorf("de-registration %s", last)
+	}
+	if strings.Contains(last.String(), "192.168.1.23") {
+		t.Errorf("the de-registration leaks the client: %s", last)
 	}
 }
