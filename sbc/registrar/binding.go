@@ -69,12 +69,43 @@ const pendingLife = 5 * time.Minute
 type Bindings struct {
 	mu      sync.Mutex
 	byToken map[string]*Binding
-	changed map[string]bool // token -> still present
+	byAOR   map[string]map[string]struct{} // AOR -> tokens
+	changed map[string]bool                // token -> still present
 }
 
 // NewBindings returns an empty table.
 func NewBindings() *Bindings {
-	return &Bindings{byToken: map[string]*Binding{}, changed: map[string]bool{}}
+	return &Bindings{byToken: map[string]*Binding{}, byAOR: map[string]map[string]struct{}{}, changed: map[string]bool{}}
+}
+
+// setLocked stores x and indexes it by AOR.
+func (b *Bindings) setLocked(x *Binding) {
+	if old := b.byToken[x.Token]; old != nil && old.AOR != x.AOR {
+		b.unindexLocked(old)
+	}
+	b.byToken[x.Token] = x
+	set := b.byAOR[x.AOR]
+	if set == nil {
+		set = map[string]struct{}{}
+		b.byAOR[x.AOR] = set
+	}
+	set[x.Token] = struct{}{}
+}
+
+// deleteLocked removes a binding and its index entry.
+func (b *Bindings) deleteLocked(token string) {
+	if x := b.byToken[token]; x != nil {
+		b.unindexLocked(x)
+		delete(b.byToken, token)
+	}
+}
+
+func (b *Bindings) unindexLocked(x *Binding) {
+	set := b.byAOR[x.AOR]
+	delete(set, x.Token)
+	if len(set) == 0 {
+		delete(b.byAOR, x.AOR)
+	}
 }
 
 // Changes returns the bindings written and the tokens deleted since the
@@ -99,7 +130,7 @@ func (b *Bindings) Restore(list []Binding) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, x := range list {
-		b.byToken[x.Token] = &x
+		b.setLocked(&x)
 	}
 }
 
@@ -115,10 +146,8 @@ func newToken() string {
 func (b *Bindings) Find(aor, contactURI, instanceID string) *Binding {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, x := range b.byToken {
-		if x.AOR != aor {
-			continue
-		}
+	for t := range b.byAOR[aor] {
+		x := b.byToken[t]
 		if instanceID != "" && x.InstanceID == instanceID {
 			return clone(x)
 		}
@@ -148,7 +177,7 @@ func (b *Bindings) Get(token string) *Binding {
 func (b *Bindings) Put(x Binding) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.byToken[x.Token] = &x
+	b.setLocked(&x)
 	b.changed[x.Token] = true
 }
 
@@ -156,7 +185,7 @@ func (b *Bindings) Put(x Binding) {
 func (b *Bindings) Delete(token string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.byToken, token)
+	b.deleteLocked(token)
 	b.changed[token] = false
 }
 
@@ -165,8 +194,8 @@ func (b *Bindings) OfAOR(aor string) []Binding {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []Binding
-	for _, x := range b.byToken {
-		if x.AOR == aor && !x.Pending {
+	for t := range b.byAOR[aor] {
+		if x := b.byToken[t]; !x.Pending {
 			out = append(out, *x)
 		}
 	}
@@ -195,10 +224,10 @@ func (b *Bindings) Expire(now time.Time) []Binding {
 	for t, x := range b.byToken {
 		switch {
 		case x.Pending && now.Sub(x.Since) > pendingLife:
-			delete(b.byToken, t)
+			b.deleteLocked(t)
 		case !x.Pending && now.After(x.Expires):
 			gone = append(gone, *x)
-			delete(b.byToken, t)
+			b.deleteLocked(t)
 			b.changed[t] = false
 		}
 	}
