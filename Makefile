@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: run build test test-short lint bench bench-store bench-media clean
+.PHONY: run build test test-short lint bench bench-store bench-media bench-register clean
 
 ## run: build and start the appliance with data under ./var; prints the portal URL
 run: build
@@ -28,7 +28,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## bench: every benchmark, one "bench <name> <value> <unit>" line per figure
-bench: bench-store bench-media
+bench: bench-store bench-media bench-register
 
 ## bench-store: configuration apply against a bare bbolt transaction of the same size
 bench-store:
@@ -38,6 +38,10 @@ bench-store:
 bench-media:
 	@{ $(GO) test -run '^$$' -bench 'Relay|Memory' -cpu 1 -benchtime 2s -count=1 ./sbc/media/relay/ && \
 	   $(GO) test -run '^$$' -bench 'CallCapacity' -benchtime 1x -count=1 -timeout 10m ./sbc/media/relay/; } | $(GO) run ./appliance/benchfmt
+
+## bench-register: registrations a second through the SBC (SIPp over UDP, digest auth, to Kamailio over TCP) next to SIPp straight to Kamailio; memory per binding with its own TCP connection. Needs sipp (sip-tester) and kamailio
+bench-register:
+	@PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'RegisterThroughSBC|BindingMemory' -benchtime 1x -count=1 -timeout 10m ./sbc/ | $(GO) run ./appliance/benchfmt
 
 clean:
 	rm -rf bin
