@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,58 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOversizedMessagesDropped: a REGISTER larger than
+// dos.maxMessageBytes is not handled (over TCP the connection closes);
+// the SBC still answers.
+func TestOversizedMessagesDropped(t *testing.T) {
+	cfg := Default()
+	cfg.Security.DoS.MaxMessageBytes = 4096
+	lo := netip.MustParseAddr("127.0.0.1")
+	tcpPort := freeTCPPort(t)
+	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", TCP: tcpPort},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: freeTCPPort(t)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	msg := func(method, extra string) string {
+		return method + " sip:psigate.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-" + method + strconv.Itoa(len(extra)) + "\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:1001@psigate.test>;tag=a\r\nTo: <sip:1001@psigate.test>\r\nCall-ID: big-" + strconv.Itoa(len(extra)) + "\r\n" +
+			"CSeq: 1 " + method + "\r\nContact: <sip:1001@127.0.0.1:5099;transport=tcp>\r\n" + extra + "Content-Length: 0\r\n\r\n"
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(tcpPort)
+	big, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	big.Write([]byte(msg("REGISTER", "X-Padding: "+strings.Repeat("a", 8000)+"\r\n")))
+	big.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := big.Read(make([]byte, 1024)); err == nil && n > 0 {
+		t.Fatal("an oversized REGISTER was answered")
+	}
+	small, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	small.Write([]byte(msg("OPTIONS", "")))
+	small.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := small.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+		t.Fatalf("OPTIONS after the oversized message: %q %v", buf[:n], err)
+	}
+	if len(s.Bindings()) != 0 {
+		t.Fatal("the oversized REGISTER changed the bindings")
 	}
 }

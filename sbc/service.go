@@ -206,7 +206,7 @@ func realmSpecs(d Desired) (specs []signal.RealmSpec, access, core string, err e
 		default:
 			continue
 		}
-		spec := signal.RealmSpec{Name: r.Name, Advertise: r.Advertise, TLS: conf}
+		spec := signal.RealmSpec{Name: r.Name, Advertise: r.Advertise, TLS: conf, MaxMessage: d.Config.Security.DoS.MaxMessageBytes}
 		for _, p := range []struct {
 			t    signal.Transport
 			port int

@@ -68,6 +68,10 @@ type RealmSpec struct {
 	// TLS is the server configuration of TLS listeners; MTLS listeners
 	// use a copy that requires and verifies a client certificate.
 	TLS *tls.Config
+	// MaxMessage is the largest SIP message accepted, in bytes; larger
+	// ones are dropped (and a stream connection closed). 0 = sipgo's
+	// default of 65535.
+	MaxMessage int
 }
 
 // Realm is a realm's running SIP stack.
@@ -77,6 +81,8 @@ type Realm struct {
 	Server *sipgo.Server
 	Client *sipgo.Client
 	spec   RealmSpec
+	// maxMessage is fixed at creation: sipgo's parser reads it unlocked.
+	maxMessage int
 
 	mu        sync.Mutex
 	listeners map[string]*running // by Listener.String() + TLS identity
@@ -122,7 +128,7 @@ func (s *Stack) Apply(ctx context.Context, specs []RealmSpec) error {
 	for _, spec := range specs {
 		want[spec.Name] = true
 		r := s.realms[spec.Name]
-		if r != nil && r.Advertise() != spec.Advertise {
+		if r != nil && (r.Advertise() != spec.Advertise || r.maxMessage != spec.MaxMessage) {
 			r.close()
 			r = nil
 		}
@@ -157,7 +163,12 @@ func (s *Stack) Close() {
 
 func (s *Stack) newRealm(spec RealmSpec) (*Realm, error) {
 	log := s.log.With("realm", spec.Name)
+	parser := sip.NewParser()
+	if spec.MaxMessage > 0 {
+		parser.MaxMessageLength = spec.MaxMessage
+	}
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("psigate"), sipgo.WithUserAgentHostname(spec.Advertise),
+		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
 	if err != nil {
@@ -173,7 +184,7 @@ func (s *Stack) newRealm(spec RealmSpec) (*Realm, error) {
 		ua.Close()
 		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
 	}
-	r := &Realm{Name: spec.Name, UA: ua, Server: srv, Client: client, spec: spec, listeners: map[string]*running{}}
+	r := &Realm{Name: spec.Name, UA: ua, Server: srv, Client: client, spec: spec, maxMessage: spec.MaxMessage, listeners: map[string]*running{}}
 	if s.install != nil {
 		s.install(r)
 	}
