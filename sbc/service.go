@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,9 +76,9 @@ type Service struct {
 	// one consistent configuration.
 	relay atomic.Pointer[registrar.Relay]
 	nodes *pbx.Monitor
-
-	mu      sync.Mutex
-	desired Desired
+	// subscribers is the remote subscriber feature's switch (seed
+	// "Enable Remote Subscribers").
+	subscribers atomic.Bool
 }
 
 // NewService returns a service with no listeners yet; records (may be
@@ -104,8 +103,12 @@ func (s *Service) install(r *signal.Realm) {
 	}))
 	r.Server.OnRegister(guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		relay := s.relay.Load()
-		if r.Name != relay.AccessRealm {
+		switch {
+		case r.Name != relay.AccessRealm:
 			signal.Respond(s.log, tx, req, 403, "Registration Only On The Access Realm")
+			return
+		case !s.subscribers.Load():
+			signal.Respond(s.log, tx, req, 403, "Remote Subscribers Disabled")
 			return
 		}
 		relay.HandleRegister(req, tx)
@@ -125,9 +128,7 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 		return err
 	}
 	rs := d.Config.RemoteSubscribers
-	s.mu.Lock()
-	s.desired = d
-	s.mu.Unlock()
+	s.subscribers.Store(rs.Enabled)
 	relay := *s.relay.Load()
 	relay.AccessRealm, relay.CoreRealm = access, core
 	relay.Limits = registrar.Limits{
