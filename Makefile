@@ -39,9 +39,10 @@ bench-media:
 	@{ $(GO) test -run '^$$' -bench 'Relay|Memory' -cpu 1 -benchtime 2s -count=1 ./sbc/media/relay/ && \
 	   $(GO) test -run '^$$' -bench 'CallCapacity' -benchtime 1x -count=1 -timeout 10m ./sbc/media/relay/; } | $(GO) run ./appliance/benchfmt
 
-## bench-register: registrations a second through the SBC (SIPp over UDP, digest auth, to Kamailio over TCP) next to SIPp straight to Kamailio; memory per binding with its own TCP connection. Needs sipp (sip-tester) and kamailio
+## bench-register: registrations a second through the SBC (SIPp over UDP, digest auth, to Kamailio over TCP) next to SIPp straight to Kamailio; memory per binding with its own TCP connection; TLS subscribers held by the real appliance (PSIGATE_TLS_SUBSCRIBERS, default 5000, one TLS connection each): memory per subscriber, per TLS connection and per binding, registrations a second, subscribers projected for 1 GiB. Needs sipp (sip-tester) and kamailio
 bench-register:
-	@PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'RegisterThroughSBC|BindingMemory' -benchtime 1x -count=1 -timeout 10m ./sbc/ | $(GO) run ./appliance/benchfmt
+	@{ PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'RegisterThroughSBC|BindingMemory' -benchtime 1x -count=1 -timeout 10m ./sbc/ && \
+	   PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'TLSSubscribers' -benchtime 1x -count=1 -timeout 10m ./appliance/; } | $(GO) run ./appliance/benchfmt
 
 clean:
 	rm -rf bin

@@ -9,6 +9,10 @@
 // failover, and read back what it holds (Locations) and what reached it
 // (Requests).
 //
+// RegisterTLS registers many subscribers over their own TLS connections
+// (digest authentication written out, connections kept open), for load
+// tests of the SBC's TLS access realm: Debian's SIPp has no TLS.
+//
 // When the kamailio program is not installed the test is skipped, unless the
 // environment sets PSIGATE_REQUIRE_PEERS=1 (as .ci/run does), where it fails.
 // On Debian it comes with the package kamailio; every module used is in that
