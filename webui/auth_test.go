@@ -708,7 +708,7 @@ func TestHashPassword(t *testing.T) {
 		}
 	}
 	d := webui.DefaultHashParams()
-	if d.MemoryKiB != 64*1024 || d.Time != 3 || d.Threads != 2 {
+	if d.MemoryKiB != 19*1024 || d.Time != 2 || d.Threads != 1 {
 		t.Fatalf("DefaultHashParams() = %+v", d)
 	}
 	hd, err := webui.HashPassword("x", webui.HashParams{MemoryKiB: 128, Time: 2, Threads: 2})
