@@ -32,6 +32,7 @@ func sbcDesired(c config.Config, cert tls.Certificate) sbc.Desired {
 		d.Realms = append(d.Realms, sbc.Realm{
 			Name: r.Name, Role: string(r.Role), Bind: bind, Advertise: advertise,
 			UDP: r.SIPPorts.UDP, TCP: r.SIPPorts.TCP, TLS: r.SIPPorts.TLS, MTLS: r.SIPPorts.MTLS,
+			MediaMin: r.MediaPorts.Min, MediaMax: r.MediaPorts.Max,
 		})
 	}
 	return d

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/b2bua"
+	"github.com/psigate/psigate/sbc/media"
+	"github.com/psigate/psigate/sbc/media/relay"
 	"github.com/psigate/psigate/sbc/pbx"
 	"github.com/psigate/psigate/sbc/registrar"
 	"github.com/psigate/psigate/sbc/signal"
@@ -34,6 +37,8 @@ type Realm struct {
 	Advertise string
 	// Ports per transport; 0 = off.
 	UDP, TCP, TLS, MTLS int
+	// MediaMin and MediaMax are the realm's RTP port range.
+	MediaMin, MediaMax int
 }
 
 // Desired is the SBC's whole desired state.
@@ -79,6 +84,11 @@ type Service struct {
 	// subscribers is the remote subscriber feature's switch (seed
 	// "Enable Remote Subscribers").
 	subscribers atomic.Bool
+	// engine relays calls' media; replaced when port ranges change
+	// (calls in progress keep theirs).
+	engine atomic.Pointer[relay.Engine]
+	ranges string
+	calls  atomic.Pointer[b2bua.B2BUA]
 }
 
 // NewService returns a service with no listeners yet; records (may be
@@ -113,13 +123,34 @@ func (s *Service) install(r *signal.Realm) {
 		}
 		relay.HandleRegister(req, tx)
 	}))
+	r.Server.OnInvite(guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		calls := s.calls.Load()
+		if calls == nil {
+			signal.Respond(s.log, tx, req, 503, "Service Unavailable")
+			return
+		}
+		calls.HandleInvite(r, req, tx)
+	}))
+	r.Server.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		if calls := s.calls.Load(); calls != nil {
+			calls.HandleAck(r, req, tx)
+		}
+	})
+	r.Server.OnBye(guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		calls := s.calls.Load()
+		if calls == nil {
+			signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
+			return
+		}
+		calls.HandleBye(r, req, tx)
+	}))
 	r.Server.OnNoRoute(guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		signal.Respond(s.log, tx, req, 501, "Not Implemented", sip.NewHeader("Allow", allow))
 	}))
 }
 
 // allow lists the methods psigate handles today.
-const allow = "OPTIONS, REGISTER"
+const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 
 // Apply reconciles listeners and settings to d.
 func (s *Service) Apply(ctx context.Context, d Desired) error {
@@ -144,6 +175,9 @@ func (s *Service) Apply(ctx context.Context, d Desired) error {
 	}
 	s.relay.Store(&relay)
 	s.quar.Configure(rs.Quarantine.Enabled, time.Duration(rs.Quarantine.DurationSeconds)*time.Second)
+	if err := s.configureCalls(d, access, core); err != nil {
+		return err
+	}
 	ss := d.Config.SIPServer
 	s.nodes.Set(nodeGroups(ss), time.Duration(ss.Keepalive.IntervalSeconds)*time.Second, ss.Keepalive.FailureThreshold)
 	return s.stack.Apply(ctx, specs)
@@ -285,6 +319,9 @@ func (s *Service) Run(ctx context.Context) error {
 					s.log.Warn("de-registration queue full; the PBX registration lapses", "aor", b.AOR)
 				}
 			}
+			if e := s.engine.Load(); e != nil {
+				e.Check() // media inactivity and terminated-RTCP reports
+			}
 			if s.alarms != nil && s.quar.Blocked(now) == 0 {
 				s.alarms.Clear(quarantineAlarm)
 			}
@@ -392,4 +429,66 @@ func hostPort(host string, port int) string {
 		return "[" + host + "]:" + strconv.Itoa(port)
 	}
 	return host + ":" + strconv.Itoa(port)
+}
+
+// configureCalls sets up the media engine and the call settings.
+func (s *Service) configureCalls(d Desired, access, core string) error {
+	var realms []relay.RealmPorts
+	var key string
+	legs := map[string]media.Leg{}
+	for _, r := range d.Realms {
+		if r.MediaMax == 0 || (r.Name != access && r.Name != core) {
+			continue
+		}
+		realms = append(realms, relay.RealmPorts{Name: r.Name, Bind: r.Bind, Min: r.MediaMin, Max: r.MediaMax})
+		key += fmt.Sprintf("%s/%s/%d-%d;", r.Name, r.Bind, r.MediaMin, r.MediaMax)
+		adv, err := netip.ParseAddr(r.Advertise)
+		if err != nil {
+			adv = r.Bind
+		}
+		legs[r.Name] = media.Leg{Realm: r.Name, Advertise: adv, NAT: r.Name == access}
+	}
+	if s.engine.Load() == nil || key != s.ranges {
+		e, err := relay.New(relay.Config{Realms: realms, Logger: s.log, Alarms: s.alarms})
+		if err != nil {
+			return fmt.Errorf("sbc: media: %w", err)
+		}
+		s.engine.Store(e)
+		s.ranges = key
+		s.calls.Store(b2bua.New(s.stack, e, s.log))
+	}
+	coreLeg := legs[core]
+	if p := d.Config.MediaProfile(d.Config.CoreMediaProfile); p != nil {
+		coreLeg.Profile = *p
+	}
+	cfg := d.Config
+	s.calls.Load().Configure(b2bua.Settings{
+		AccessRealm: access, CoreRealm: core, AccessMedia: legs[access], CoreMedia: coreLeg,
+		ProfileFor: func(ua string) media.Profile { return clientProfile(cfg, ua) },
+		Route: func() (b2bua.Target, error) {
+			n, err := s.nodes.Route("")
+			return b2bua.Target{Addr: n.Addr, Transport: n.Transport}, err
+		},
+	})
+	return nil
+}
+
+// clientProfile is the media profile of a client's User-Agent: the first
+// mapping whose userAgent it contains, else the profile named "default",
+// else the core side's.
+func clientProfile(c Config, ua string) media.Profile {
+	for _, m := range c.UserAgentProfiles {
+		if strings.Contains(ua, m.UserAgent) {
+			if p := c.MediaProfile(m.MediaProfile); p != nil {
+				return *p
+			}
+		}
+	}
+	if p := c.MediaProfile("default"); p != nil {
+		return *p
+	}
+	if p := c.MediaProfile(c.CoreMediaProfile); p != nil {
+		return *p
+	}
+	return media.Profile{Protocol: media.ProtocolRTP, AllowUnconfiguredCodecs: true, TelephoneEventPayloadType: 101}
 }

@@ -468,6 +468,9 @@ func TestSIPTorture(t *testing.T) {
 	t.Logf("outcomes:\n%s", sb.String())
 }
 
+// tortureSBCs counts the realms given media ranges, so each gets its own.
+var tortureSBCs atomic.Int32
+
 // startTortureSBC runs an SBC on loopback with both realms on UDP, TCP and
 // TLS, and the Kamailio at pbx as its only PBX node (over TCP).
 func startTortureSBC(t *testing.T, pbx netip.AddrPort, cert tls.Certificate, log *slog.Logger) *tortureSBC {
@@ -483,7 +486,11 @@ func startTortureSBC(t *testing.T, pbx netip.AddrPort, cert tls.Certificate, log
 		var realms []Realm
 		for i, name := range tortureRealms {
 			p := ports[i]
-			realms = append(realms, Realm{Name: name, Role: name, Bind: lo, Advertise: "127.0.0.1", UDP: p[0], TCP: p[1], TLS: p[2]})
+			// Media ports from a range of the SBC's own: a real
+			// deployment has them, and INVITEs need them.
+			base := 36000 + int(tortureSBCs.Add(1))*40
+			realms = append(realms, Realm{Name: name, Role: name, Bind: lo, Advertise: "127.0.0.1", UDP: p[0], TCP: p[1], TLS: p[2],
+				MediaMin: base, MediaMax: base + 39})
 			sbc.addrs[name] = map[string]netip.AddrPort{}
 			for j, tr := range tortureTransports {
 				sbc.addrs[name][tr] = netip.AddrPortFrom(lo, uint16(p[j]))
@@ -824,8 +831,9 @@ func (m *tortureMsg) judge(r *sip.Response, method, realm string, wellFormed boo
 	}
 	if wellFormed || rule.liberal {
 		// Accepted as well formed: any answer but a refusal of its
-		// syntax (400) or a server error; 501 is psigate's answer to
-		// the methods it does not implement yet (INVITE among them).
+		// syntax (400) or a server error; 501 is the answer to methods
+		// not implemented yet, psigate's or, for INVITEs it relays, the
+		// Kamailio stand-in's.
 		switch {
 		case code == 400 && !rule.liberal:
 			return fmt.Sprintf("refused a well-formed request: %s", got), true

@@ -42,6 +42,15 @@ type Session struct {
 	keys    [2]map[string]sdes.Crypto // psigate's key towards each side, per suite
 	pending *pending
 	codecs  [2]string // the agreed codec on each side, for display
+	last    [2][]byte // the last SDP sent towards each side
+}
+
+// LastSent is the last SDP psigate sent towards a side (a 200 repeats the
+// answer an earlier 183 carried, RFC 3261 section 13.2.1).
+func (s *Session) LastSent(side relay.Side) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[side]
 }
 
 // pending is an offer waiting for its answer.
@@ -148,7 +157,8 @@ func (s *Session) Offer(from relay.Side, raw []byte) ([]byte, error) {
 		pend.cryptos = o.cryptos
 	}
 	s.pending = pend
-	return writeSDP(&s.origins[to], s.legs[to].Advertise, o, 0, nil), nil
+	s.last[to] = writeSDP(&s.origins[to], s.legs[to].Advertise, o, 0, nil)
+	return s.last[to], nil
 }
 
 // towards adjusts a direction written to side: with "keep sendonly
@@ -215,7 +225,8 @@ func (s *Session) Answer(from relay.Side, raw []byte) ([]byte, error) {
 	}
 	s.pending = nil
 	offerer := pend.from
-	return writeSDP(&s.origins[offerer], s.legs[offerer].Advertise, a.toOfferer, pend.offer.audio.index, pend.offer.desc), nil
+	s.last[offerer] = writeSDP(&s.origins[offerer], s.legs[offerer].Advertise, a.toOfferer, pend.offer.audio.index, pend.offer.desc)
+	return s.last[offerer], nil
 }
 
 // rejectAll answers the offerer with every stream refused: the other side

@@ -1,0 +1,425 @@
+// Package b2bua connects calls between the access realm (Zoom PSI
+// clients) and the core realm (the PBX) as a back-to-back user agent:
+// every call is two SIP dialogs with their own Call-IDs, tags, CSeqs,
+// Vias and Contacts, and its media is anchored by sbc/media.
+//
+// Built so far: calls from a client to the PBX with INVITE (SDP offer),
+// provisional responses (183 with early media), the final answer, ACK,
+// CANCEL and BYE from either side. Calls from the PBX to clients,
+// re-INVITE, UPDATE, PRACK, REFER and the rest are not built yet.
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/media"
+	"github.com/psigate/psigate/sbc/media/relay"
+	"github.com/psigate/psigate/sbc/signal"
+)
+
+// Target is the PBX node a call goes to.
+type Target struct {
+	Addr      string // host:port
+	Transport string // "UDP", "TCP", "TLS"
+}
+
+// Settings are what a call needs from the configuration; they are
+// replaced whole when it changes.
+type Settings struct {
+	AccessRealm, CoreRealm string
+	// Access and Core are the media legs' realms and advertised addresses.
+	AccessMedia, CoreMedia media.Leg
+	// ProfileFor picks the client's media profile by its User-Agent.
+	ProfileFor func(userAgent string) media.Profile
+	// Route picks the PBX node.
+	Route func() (Target, error)
+}
+
+// Realms finds a realm's SIP stack by name.
+type Realms interface {
+	Realm(name string) *signal.Realm
+}
+
+// B2BUA runs the calls.
+type B2BUA struct {
+	realms Realms
+	engine *relay.Engine
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	settings Settings
+	servers  map[*signal.Realm]*sipgo.DialogServerCache
+	clients  map[*signal.Realm]*sipgo.DialogClientCache
+	calls    map[string]*call // by dialog ID, both legs
+}
+
+// New returns a B2BUA; Configure must be called before calls arrive.
+func New(realms Realms, engine *relay.Engine, log *slog.Logger) *B2BUA {
+	return &B2BUA{realms: realms, engine: engine, log: log,
+		servers: map[*signal.Realm]*sipgo.DialogServerCache{},
+		clients: map[*signal.Realm]*sipgo.DialogClientCache{},
+		calls:   map[string]*call{}}
+}
+
+// Configure replaces the settings; calls in progress keep theirs.
+func (b *B2BUA) Configure(s Settings) {
+	b.mu.Lock()
+	b.settings = s
+	b.mu.Unlock()
+}
+
+// contact is psigate's Contact in a realm.
+func contact(r *signal.Realm, transport signal.Transport) sip.ContactHeader {
+	port := r.Port(transport)
+	if port == 0 {
+		port = r.Port(signal.UDP)
+	}
+	u := sip.Uri{Scheme: "sip", Host: r.Advertise(), Port: port}
+	if transport != signal.UDP && r.Port(transport) != 0 {
+		u.UriParams = sip.HeaderParams{{K: "transport", V: string(transport)}}
+	}
+	return sip.ContactHeader{Address: u}
+}
+
+func (b *B2BUA) serverCache(r *signal.Realm, transport signal.Transport) *sipgo.DialogServerCache {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.servers[r]
+	if c == nil {
+		c = sipgo.NewDialogServerCache(r.Client, contact(r, transport))
+		b.servers[r] = c
+	}
+	return c
+}
+
+func (b *B2BUA) clientCache(r *signal.Realm, transport signal.Transport) *sipgo.DialogClientCache {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.clients[r]
+	if c == nil {
+		c = sipgo.NewDialogClientCache(r.Client, contact(r, transport))
+		b.clients[r] = c
+	}
+	return c
+}
+
+// call is one call: the client's dialog, the PBX's, the media.
+type call struct {
+	in     *sipgo.DialogServerSession
+	out    *sipgo.DialogClientSession
+	media  *media.Session
+	cancel context.CancelFunc
+	once   sync.Once
+	end    func()
+}
+
+func (b *B2BUA) remember(id string, c *call) {
+	b.mu.Lock()
+	b.calls[id] = c
+	b.mu.Unlock()
+}
+
+func (b *B2BUA) forget(ids ...string) {
+	b.mu.Lock()
+	for _, id := range ids {
+		delete(b.calls, id)
+	}
+	b.mu.Unlock()
+}
+
+// Active is the number of calls in progress.
+func (b *B2BUA) Active() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen := map[*call]bool{}
+	for _, c := range b.calls {
+		seen[c] = true
+	}
+	return len(seen)
+}
+
+// errStatus carries the response a failed call leg ends with.
+type errStatus struct {
+	code   int
+	reason string
+}
+
+func (e *errStatus) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
+
+// HandleInvite takes a client's INVITE on the access realm.
+func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	b.mu.Lock()
+	s := b.settings
+	b.mu.Unlock()
+	if req.To().Params.Has("tag") {
+		signal.Respond(b.log, tx, req, 501, "Re-INVITE Not Implemented")
+		return
+	}
+	if r.Name != s.AccessRealm {
+		signal.Respond(b.log, tx, req, 404, "Calls To Subscribers Not Implemented")
+		return
+	}
+	if code, reason, hdrs := checkInvite(req); code != 0 {
+		signal.Respond(b.log, tx, req, code, reason, hdrs...)
+		return
+	}
+	in, err := b.serverCache(r, signal.Transport(lower(req.Transport()))).ReadInvite(req, tx)
+	if err != nil {
+		signal.Respond(b.log, tx, req, 400, "Bad INVITE")
+		return
+	}
+	_ = in.Respond(100, "Trying", nil)
+	if err := b.bridge(s, in, req, tx); err != nil {
+		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
+	}
+}
+
+// checkInvite refuses what no PBX should see: headers in the Request-URI
+// (RFC 4475 3.1.2.11: never turn them into real headers), a body that is
+// not SDP (415 with Accept), and an Accept that excludes SDP (406).
+func checkInvite(req *sip.Request) (int, string, []sip.Header) {
+	if len(req.Recipient.Headers) > 0 {
+		return 400, "Headers In Request-URI", nil
+	}
+	if ct := req.ContentType(); len(req.Body()) > 0 && (ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp")) {
+		return 415, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp")}
+	}
+	if acc := req.GetHeader("Accept"); acc != nil && !acceptsSDP(acc.Value()) {
+		return 406, "Not Acceptable", []sip.Header{sip.NewHeader("Warning", `399 psigate "only application/sdp"`)}
+	}
+	return 0, "", nil
+}
+
+func acceptsSDP(accept string) bool {
+	for _, a := range strings.Split(accept, ",") {
+		t := strings.ToLower(strings.TrimSpace(strings.Split(a, ";")[0]))
+		if t == "application/sdp" || t == "application/*" || t == "*/*" {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// bridge sends the call on to the PBX and relays its answer.
+func (b *B2BUA) bridge(s Settings, in *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) error {
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	access := s.AccessMedia
+	access.Profile = s.ProfileFor(ua)
+	sess, err := media.NewSession(b.engine, access, s.CoreMedia, nil)
+	if err != nil {
+		_ = in.Respond(503, "Service Unavailable", nil)
+		return err
+	}
+	fail := func(code int, reason string, err error) error {
+		sess.Close()
+		_ = in.Respond(code, reason, nil)
+		_ = in.Close()
+		return err
+	}
+	if len(req.Body()) == 0 {
+		return fail(501, "Late Offer Not Implemented", errors.New("INVITE without SDP"))
+	}
+	offer, err := sess.Offer(relay.A, req.Body())
+	if errors.Is(err, media.ErrNotAcceptable) {
+		return fail(488, "Not Acceptable Here", err)
+	}
+	if err != nil {
+		return fail(500, "Server Internal Error", err)
+	}
+	target, err := s.Route()
+	if err != nil {
+		return fail(503, "Service Unavailable", err)
+	}
+	core := b.realms.Realm(s.CoreRealm)
+	if core == nil {
+		return fail(503, "Service Unavailable", errors.New("no core realm"))
+	}
+	out := outboundInvite(req, target, offer)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &call{in: in, media: sess, cancel: cancel}
+	tx.OnCancel(func(*sip.Request) { cancel() })
+	dc, err := b.clientCache(core, signal.Transport(lower(target.Transport))).WriteInvite(ctx, out)
+	if err != nil {
+		cancel()
+		return fail(503, "Service Unavailable", err)
+	}
+	c.out = dc
+	answered := false
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if !res.IsProvisional() || res.StatusCode == 100 {
+			return nil
+		}
+		body := []byte(nil)
+		if len(res.Body()) > 0 && !answered {
+			ans, err := sess.Answer(relay.B, res.Body())
+			if err != nil {
+				return nil // early media the client cannot take; ringing goes on
+			}
+			answered, body = true, ans
+		}
+		return in.Respond(res.StatusCode, res.Reason, body, sdpType(body)...)
+	}})
+	var dr *sipgo.ErrDialogResponse
+	switch {
+	case errors.As(err, &dr):
+		cancel()
+		return fail(dr.Res.StatusCode, dr.Res.Reason, err)
+	case ctx.Err() != nil:
+		sess.Close()
+		_ = in.Close()
+		return errors.New("cancelled by the caller")
+	case err != nil:
+		cancel()
+		return fail(504, "Server Time-out", err)
+	}
+	body := dr0(dc.InviteResponse)
+	if !answered {
+		ans, err := sess.Answer(relay.B, body)
+		if err != nil {
+			_ = dc.Ack(ctx)
+			_ = dc.Bye(ctx)
+			cancel()
+			return fail(488, "Not Acceptable Here", err)
+		}
+		body = ans
+	} else {
+		body = lastAnswer(sess)
+	}
+	if err := dc.Ack(ctx); err != nil {
+		cancel()
+		return fail(500, "Server Internal Error", err)
+	}
+	c.end = func() {
+		sess.Close()
+		cancel()
+		b.forget(in.ID, dc.ID)
+	}
+	b.remember(in.ID, c)
+	b.remember(dc.ID, c)
+	if err := in.RespondSDP(body); err != nil {
+		b.hangup(c, "answer not sent")
+		return err
+	}
+	return nil
+}
+
+func dr0(res *sip.Response) []byte {
+	if res == nil {
+		return nil
+	}
+	return res.Body()
+}
+
+func sdpType(body []byte) []sip.Header {
+	if len(body) == 0 {
+		return nil
+	}
+	ct := sip.ContentTypeHeader("application/sdp")
+	return []sip.Header{&ct}
+}
+
+// lastAnswer is the SDP the client already has from early media; the 200
+// repeats it (RFC 3261 section 13.2.1: the same answer).
+func lastAnswer(s *media.Session) []byte { return s.LastSent(relay.A) }
+
+// outboundInvite is the PBX leg's INVITE: the client's Request-URI user
+// at the PBX, its From (new tag) and To, the translated offer; nothing
+// else of the client.
+func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
+	ruri := *in.Recipient.Clone()
+	ruri.UriParams = nil
+	out := sip.NewRequest(sip.INVITE, ruri)
+	out.SetTransport(target.Transport)
+	out.SetDestination(target.Addr)
+	from := sip.FromHeader{DisplayName: in.From().DisplayName, Address: *in.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
+	to := sip.ToHeader{DisplayName: in.To().DisplayName, Address: *in.To().Address.Clone()}
+	out.AppendHeader(&from)
+	out.AppendHeader(&to)
+	out.SetBody(offer)
+	ct := sip.ContentTypeHeader("application/sdp")
+	out.AppendHeader(&ct)
+	return out
+}
+
+// HandleAck takes an ACK on any realm.
+func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	_ = b.serverCache(r, signal.Transport(lower(req.Transport()))).ReadAck(req, tx)
+}
+
+// HandleBye ends a call from either side.
+func (b *B2BUA) HandleBye(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	// The client's leg knows this dialog as its UAS, the PBX's as its
+	// UAC: sipgo orders the tags of the two IDs differently.
+	uas, err1 := sip.DialogIDFromRequestUAS(req)
+	uac, err2 := sip.DialogIDFromRequestUAC(req)
+	if err1 != nil || err2 != nil {
+		signal.Respond(b.log, tx, req, 400, "Bad BYE")
+		return
+	}
+	b.mu.Lock()
+	c, id := b.calls[uas], uas
+	if c == nil {
+		c, id = b.calls[uac], uac
+	}
+	b.mu.Unlock()
+	if c == nil {
+		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if id == c.in.ID {
+		_ = c.in.ReadBye(req, tx)
+	} else {
+		_ = c.out.ReadBye(req, tx)
+	}
+	b.hangup(c, "BYE")
+}
+
+// byeOnFlow is a BYE towards a client that goes where its INVITE came
+// from, over the same connection for TCP and TLS: a client behind NAT
+// cannot be reached at the address in its Contact.
+func byeOnFlow(invite *sip.Request) *sip.Request {
+	bye := sip.NewRequest(sip.BYE, invite.Contact().Address)
+	bye.SetTransport(invite.Transport())
+	bye.SetDestination(invite.Source())
+	return bye
+}
+
+// hangup ends both legs once.
+func (b *B2BUA) hangup(c *call, why string) {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if c.in.LoadState() != sip.DialogStateEnded {
+			if err := c.in.WriteBye(ctx, byeOnFlow(c.in.InviteRequest)); err != nil {
+				b.log.Warn("BYE to the client failed", "err", err, "to", c.in.InviteRequest.Source())
+			}
+		}
+		if c.out.LoadState() != sip.DialogStateEnded {
+			_ = c.out.Bye(ctx)
+		}
+		_ = c.in.Close()
+		_ = c.out.Close()
+		c.end()
+	})
+}

@@ -1,0 +1,352 @@
+package sbc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/psigate/psigate/sbc/media/sdes"
+)
+
+// pbxPhone is a PBX extension stand-in: it rings, answers with plain RTP
+// on its own socket, and records what reached it.
+type pbxPhone struct {
+	addr   string
+	busy   bool // answer 486
+	hangup bool // hang up right after the ACK
+	rtp    *net.UDPConn
+	mu     sync.Mutex
+	reqs   []*sip.Request
+	byes   chan struct{}
+}
+
+func startPBXPhone(t *testing.T) *pbxPhone {
+	t.Helper()
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("OpenScape 4000"))
+	srv, _ := sipgo.NewServer(ua)
+	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pbxPhone{addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1)}
+	port, _ := strconv.Atoi(strings.Split(p.addr, ":")[1])
+	cache := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
+	record := func(req *sip.Request) {
+		p.mu.Lock()
+		p.reqs = append(p.reqs, req.Clone())
+		p.mu.Unlock()
+	}
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		ds, err := cache.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		ds.Respond(180, "Ringing", nil)
+		time.Sleep(50 * time.Millisecond) // the extension rings before it answers
+		if p.busy {
+			ds.Respond(486, "Busy Here", nil)
+			return
+		}
+		ds.RespondSDP(pbxAnswer(req.Body(), rtpConn.LocalAddr().(*net.UDPAddr).Port))
+		if p.hangup {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				for ds.LoadState() < sip.DialogStateConfirmed {
+					time.Sleep(5 * time.Millisecond) // until the ACK
+				}
+				ds.Bye(ctx)
+			}()
+		}
+	})
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { record(req); cache.ReadAck(req, tx) })
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		cache.ReadBye(req, tx)
+		p.byes <- struct{}{}
+	})
+	go srv.ServeTCP(ln)
+	t.Cleanup(func() { ln.Close(); rtpConn.Close(); ua.Close() })
+	return p
+}
+
+// pbxAnswer accepts the first offered codec with plain RTP at port.
+func pbxAnswer(offer []byte, port int) []byte {
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(offer); err != nil || len(d.MediaDescriptions) == 0 {
+		return nil
+	}
+	pt := d.MediaDescriptions[0].MediaName.Formats[0]
+	return []byte("v=0\r\no=OS4K 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(port) + " RTP/AVP " + pt + "\r\na=sendrecv\r\n")
+}
+
+func (p *pbxPhone) requests() []*sip.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*sip.Request(nil), p.reqs...)
+}
+
+// TestCallFromClientToPBX: a Zoom client calls a PBX extension through
+// the SBC: ringing and the answer come back, SRTP from the client reaches
+// the PBX as RTP, nothing of either side crosses, and the client's BYE
+// ends the PBX's dialog too.
+func TestCallFromClientToPBX(t *testing.T) {
+	pbx := startPBXPhone(t)
+	cfg := Default()
+	host, port, _ := net.SplitHostPort(pbx.addr)
+	p, _ := strconv.Atoi(port)
+	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	accessPort := freeUDPPort(t)
+	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort, MediaMin: 35000, MediaMax: 35099},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: freeTCPPort(t), MediaMin: 35100, MediaMax: 35199},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// The client: SRTP offer from a loopback RTP socket.
+	clientRTP, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer clientRTP.Close()
+	key, _ := sdes.New(1, sdes.AES128SHA1_80)
+	offer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(clientRTP.LocalAddr().(*net.UDPAddr).Port) + " RTP/SAVP 9 0 8 101\r\n" +
+		"a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n" +
+		"a=crypto:" + key.String() + "\r\na=sendrecv\r\n"
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"))
+	defer ua.Close()
+	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	dcache := sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.1"}})
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"})
+	req.SetDestination("127.0.0.1:" + strconv.Itoa(accessPort))
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "client-tag"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody([]byte(offer))
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	dc, err := dcache.WriteInvite(cctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int
+	if err := dc.WaitAnswer(cctx, sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error { codes = append(codes, r.StatusCode); return nil }}); err != nil {
+		t.Fatalf("call not answered: %v (responses %v)", err, codes)
+	}
+	if !slicesContains(codes, 180) {
+		t.Errorf("responses %v, want 180 before the answer", codes)
+	}
+	if err := dc.Ack(cctx); err != nil {
+		t.Fatal(err)
+	}
+	answer := dc.InviteResponse.Body()
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(answer); err != nil {
+		t.Fatalf("answer: %v\n%s", err, answer)
+	}
+	m := d.MediaDescriptions[0]
+	cryptoLine, _ := m.Attribute("crypto")
+	relayKey, err := sdes.Parse(cryptoLine)
+	if err != nil || strings.Join(m.MediaName.Protos, "/") != "RTP/SAVP" {
+		t.Fatalf("answer to the client is not SDES SRTP: %s", answer)
+	}
+
+	// Topology: the PBX saw its own leg only.
+	inv := pbx.requests()[0]
+	for _, leak := range []string{"client-tag", req.CallID().Value(), strconv.Itoa(clientRTP.LocalAddr().(*net.UDPAddr).Port), key.String()} {
+		if strings.Contains(inv.String(), leak) {
+			t.Errorf("the PBX's INVITE contains %q from the client:\n%s", leak, inv)
+		}
+	}
+	if inv.Recipient.User != "2002" || inv.From().Address.User != "1001" || !strings.Contains(string(inv.Body()), "RTP/AVP") {
+		t.Errorf("the PBX's INVITE:\n%s", inv)
+	}
+	if strings.Contains(string(answer), pbx.rtp.LocalAddr().String()) || strings.Contains(dc.InviteResponse.String(), pbx.addr) {
+		t.Errorf("the client's answer names the PBX:\n%s", dc.InviteResponse)
+	}
+
+	// Media: SRTP from the client arrives at the PBX as RTP.
+	enc, _ := key.Context()
+	plain, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 9, SequenceNumber: 1, SSRC: 77}, Payload: bytes.Repeat([]byte{0x33}, 160)}).Marshal()
+	sealed, _ := enc.EncryptRTP(nil, plain, nil)
+	relayA := netip.AddrPortFrom(lo, uint16(m.MediaName.Port.Value))
+	clientRTP.WriteToUDPAddrPort(sealed, relayA)
+	buf := make([]byte, 1500)
+	pbx.rtp.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, _, err := pbx.rtp.ReadFromUDPAddrPort(buf)
+	if err != nil || !bytes.Equal(buf[:n], plain) {
+		t.Fatalf("RTP at the PBX: %v", err)
+	}
+	_ = relayKey
+
+	// The client hangs up: the PBX's dialog ends too.
+	if err := dc.Bye(cctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pbx.byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the PBX got no BYE")
+	}
+	waitFor(t, func() bool { return s.calls.Load().Active() == 0 })
+}
+
+func slicesContains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// callRig is an SBC with a PBX stand-in behind it and a client in front.
+type callRig struct {
+	t      *testing.T
+	svc    *Service
+	pbx    *pbxPhone
+	access string
+	client *sipgo.DialogClientCache
+	byes   chan struct{} // BYEs the client received
+	rtp    *net.UDPConn
+}
+
+func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
+	t.Helper()
+	cfg := Default()
+	host, port, _ := net.SplitHostPort(pbx.addr)
+	p, _ := strconv.Atoi(port)
+	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	accessPort := freeUDPPort(t)
+	s := NewService(slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil, nil)
+	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort, MediaMin: 35200, MediaMax: 35299},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: freeTCPPort(t), MediaMin: 35300, MediaMax: 35399},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// The client listens on its own UDP socket, so the SBC can reach it.
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"))
+	t.Cleanup(func() { ua.Close() })
+	srv, _ := sipgo.NewServer(ua)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeUDP(conn)
+	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(conn.LocalAddr().(*net.UDPAddr).Port))
+	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), byes: make(chan struct{}, 1)}
+	r.client = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "10.9.9.9", Port: 5060}})
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		r.client.ReadBye(req, tx)
+		r.byes <- struct{}{}
+	})
+	r.rtp, _ = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	t.Cleanup(func() { r.rtp.Close() })
+	return r
+}
+
+// call sends an INVITE with a plain RTP offer and waits for the final
+// answer; it returns the dialog and the final status.
+func (r *callRig) call() (*sipgo.DialogClientSession, int) {
+	r.t.Helper()
+	offer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"})
+	req.SetDestination(r.access)
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody([]byte(offer))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	var dr *sipgo.ErrDialogResponse
+	switch {
+	case errors.As(err, &dr):
+		return dc, dr.Res.StatusCode
+	case err != nil:
+		r.t.Fatal(err)
+	}
+	if err := dc.Ack(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	return dc, 200
+}
+
+// TestCallRefusedByPBX: the PBX's 486 reaches the client and nothing stays
+// open.
+func TestCallRefusedByPBX(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.busy = true
+	r := newCallRig(t, pbx)
+	if _, code := r.call(); code != 486 {
+		t.Fatalf("final status %d, want the PBX's 486", code)
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 && r.svc.engine.Load().Active() == 0 })
+}
+
+// TestPBXHangsUp: the PBX's BYE reaches the client on the flow its INVITE
+// came from (its Contact names an unreachable address).
+func TestPBXHangsUp(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.hangup = true
+	r := newCallRig(t, pbx)
+	if _, code := r.call(); code != 200 {
+		t.Fatalf("final status %d", code)
+	}
+	select {
+	case <-r.byes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client got no BYE")
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
+}
+
+// testLog sends log lines to the test's log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
