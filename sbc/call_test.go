@@ -31,6 +31,8 @@ type pbxPhone struct {
 	mu     sync.Mutex
 	reqs   []*sip.Request
 	byes   chan struct{}
+	// calls makes the PBX's own calls (to subscribers).
+	calls *sipgo.DialogClientCache
 }
 
 func startPBXPhone(t *testing.T) *pbxPhone {
@@ -79,6 +81,13 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 		}
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { record(req); cache.ReadAck(req, tx) })
+	srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(req.Contact().Clone())
+		tx.Respond(res)
+	})
+	p.calls = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		record(req)
 		cache.ReadBye(req, tx)
@@ -230,13 +239,17 @@ func slicesContains(s []int, v int) bool {
 
 // callRig is an SBC with a PBX stand-in behind it and a client in front.
 type callRig struct {
-	t      *testing.T
-	svc    *Service
-	pbx    *pbxPhone
-	access string
-	client *sipgo.DialogClientCache
-	byes   chan struct{} // BYEs the client received
-	rtp    *net.UDPConn
+	t         *testing.T
+	core      int // the core realm's TCP port
+	clientSIP int // the client's SIP port
+	cl        *sipgo.Client
+	invites   chan *sip.Request // INVITEs the client received
+	svc       *Service
+	pbx       *pbxPhone
+	access    string
+	client    *sipgo.DialogClientCache
+	byes      chan struct{} // BYEs the client received
+	rtp       *net.UDPConn
 }
 
 func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
@@ -246,11 +259,11 @@ func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
 	p, _ := strconv.Atoi(port)
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
 	lo := netip.MustParseAddr("127.0.0.1")
-	accessPort := freeUDPPort(t)
+	accessPort, corePort := freeUDPPort(t), freeTCPPort(t)
 	s := NewService(slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil, nil)
 	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
 		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort, MediaMin: 35200, MediaMax: 35299},
-		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: freeTCPPort(t), MediaMin: 35300, MediaMax: 35399},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort, MediaMin: 35300, MediaMax: 35399},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -269,10 +282,24 @@ func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
 	}
 	go srv.ServeUDP(conn)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(conn.LocalAddr().(*net.UDPAddr).Port))
-	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), byes: make(chan struct{}, 1)}
-	r.client = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "10.9.9.9", Port: 5060}})
+	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), core: corePort, byes: make(chan struct{}, 1),
+		clientSIP: conn.LocalAddr().(*net.UDPAddr).Port, cl: cl, invites: make(chan *sip.Request, 1)}
+	r.client = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
+	answers := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		ds, err := answers.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		r.invites <- req.Clone()
+		ds.Respond(180, "Ringing", nil)
+		ds.RespondSDP(clientAnswer(req.Body(), r.rtp.LocalAddr().(*net.UDPAddr).Port))
+	})
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { answers.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-		r.client.ReadBye(req, tx)
+		if answers.ReadBye(req, tx) != nil {
+			r.client.ReadBye(req, tx)
+		}
 		r.byes <- struct{}{}
 	})
 	r.rtp, _ = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -327,7 +354,7 @@ func TestCallRefusedByPBX(t *testing.T) {
 }
 
 // TestPBXHangsUp: the PBX's BYE reaches the client on the flow its INVITE
-// came from (its Contact names an unreachable address).
+// came from (its Contact names a loopback address where nothing listens).
 func TestPBXHangsUp(t *testing.T) {
 	pbx := startPBXPhone(t)
 	pbx.hangup = true
@@ -349,4 +376,105 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// clientAnswer is a Zoom client's answer: the first codec, SRTP with a
+// fresh key under the offer's first crypto tag.
+func clientAnswer(offer []byte, port int) []byte {
+	var d sdp.SessionDescription
+	if err := d.Unmarshal(offer); err != nil || len(d.MediaDescriptions) == 0 {
+		return nil
+	}
+	m := d.MediaDescriptions[0]
+	line, _ := m.Attribute("crypto")
+	c, err := sdes.Parse(line)
+	if err != nil {
+		return nil
+	}
+	mine, _ := sdes.New(c.Tag, c.Suite)
+	return []byte("v=0\r\no=zoom 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(port) + " RTP/SAVP " + m.MediaName.Formats[0] + "\r\na=crypto:" + mine.String() + "\r\na=sendrecv\r\n")
+}
+
+// register registers the client through the SBC from its SIP socket.
+func (r *callRig) register() {
+	r.t.Helper()
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "pbx.example.com"})
+	req.SetDestination(r.access)
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "reg"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("Contact", "<sip:1001@127.0.0.99:5099>;expires=3600"))
+	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := r.cl.Do(ctx, req)
+	if err != nil || res.StatusCode != 200 {
+		r.t.Fatalf("REGISTER: %v %v", res, err)
+	}
+}
+
+// TestCallFromPBXToClient: the PBX calls the subscriber at the token
+// contact it registered; the SBC sends the INVITE on the client's flow
+// (nothing listens at its Contact), the client answers with SRTP, the PBX's
+// BYE reaches the client; with no binding the PBX gets 480.
+func TestCallFromPBXToClient(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	call := func(user string) (*sipgo.DialogClientSession, error) {
+		offer := "v=0\r\no=OS4K 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+			"m=audio " + strconv.Itoa(pbx.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 8 0\r\na=sendrecv\r\n"
+		req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: user, Host: "127.0.0.1", Port: r.core, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}})
+		req.SetTransport("TCP")
+		req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
+		req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: "127.0.0.1"}})
+		ct := sip.ContentTypeHeader("application/sdp")
+		req.AppendHeader(&ct)
+		req.SetBody([]byte(offer))
+		dc, err := pbx.calls.WriteInvite(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return dc, dc.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	}
+
+	_, err := call("nobody")
+	var dr *sipgo.ErrDialogResponse
+	if !errors.As(err, &dr) || dr.Res.StatusCode != 480 {
+		t.Fatalf("call to no binding: %v, want 480", err)
+	}
+
+	r.register()
+	bs := r.svc.Bindings()
+	if len(bs) != 1 {
+		t.Fatalf("%d bindings", len(bs))
+	}
+	dc, err := call(bs[0].Token)
+	if err != nil {
+		t.Fatalf("call to the subscriber: %v", err)
+	}
+	if err := dc.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inv := <-r.invites
+	if !strings.Contains(string(inv.Body()), "RTP/SAVP") || inv.Recipient.Host != "127.0.0.99" || inv.To().Address.User != "1001" {
+		t.Errorf("the client's INVITE:\n%s", inv)
+	}
+	if strings.Contains(inv.String(), pbx.addr) || strings.Contains(inv.String(), pbx.rtp.LocalAddr().String()) {
+		t.Errorf("the client's INVITE names the PBX:\n%s", inv)
+	}
+	if !strings.Contains(string(dc.InviteResponse.Body()), "RTP/AVP") {
+		t.Errorf("the PBX's answer is not plain RTP:\n%s", dc.InviteResponse.Body())
+	}
+	if err := dc.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client got no BYE")
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
 }

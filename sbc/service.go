@@ -469,6 +469,13 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 			n, err := s.nodes.Route("")
 			return b2bua.Target{Addr: n.Addr, Transport: n.Transport}, err
 		},
+		Lookup: func(token string) (b2bua.Subscriber, bool) {
+			b := s.bindings.Get(token)
+			if b == nil || b.Pending {
+				return b2bua.Subscriber{}, false
+			}
+			return b2bua.Subscriber{AOR: b.AOR, Contact: b.Contact, UserAgent: b.UserAgent, Transport: b.Flow.Transport, Source: b.Flow.Source}, true
+		},
 	})
 	return nil
 }

@@ -3,9 +3,10 @@
 // every call is two SIP dialogs with their own Call-IDs, tags, CSeqs,
 // Vias and Contacts, and its media is anchored by sbc/media.
 //
-// Built so far: calls from a client to the PBX with INVITE (SDP offer),
-// provisional responses (183 with early media), the final answer, ACK,
-// CANCEL and BYE from either side. Calls from the PBX to clients,
+// Built so far: calls from a client to the PBX and from the PBX to a
+// registered client (on the flow it registered on; 480 without one), with
+// INVITE (SDP offer), provisional responses (183 with early media), the
+// final answer, ACK, CANCEL and BYE from either side. Late offer,
 // re-INVITE, UPDATE, PRACK, REFER and the rest are not built yet.
 package b2bua
 
@@ -14,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +44,8 @@ type Settings struct {
 	ProfileFor func(userAgent string) media.Profile
 	// Route picks the PBX node.
 	Route func() (Target, error)
+	// Lookup finds the subscriber a token names, for calls from the PBX.
+	Lookup func(token string) (Subscriber, bool)
 }
 
 // Realms finds a realm's SIP stack by name.
@@ -163,12 +168,22 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		signal.Respond(b.log, tx, req, 501, "Re-INVITE Not Implemented")
 		return
 	}
-	if r.Name != s.AccessRealm {
-		signal.Respond(b.log, tx, req, 404, "Calls To Subscribers Not Implemented")
-		return
-	}
 	if code, reason, hdrs := checkInvite(req); code != 0 {
 		signal.Respond(b.log, tx, req, code, reason, hdrs...)
+		return
+	}
+	var p plan
+	var code int
+	switch r.Name {
+	case s.AccessRealm:
+		p, code = b.toPBX(s, req)
+	case s.CoreRealm:
+		p, code = b.toClient(s, req)
+	default:
+		code = 404
+	}
+	if code != 0 {
+		signal.Respond(b.log, tx, req, code, statusText(code))
 		return
 	}
 	in, err := b.serverCache(r, signal.Transport(lower(req.Transport()))).ReadInvite(req, tx)
@@ -177,9 +192,105 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	_ = in.Respond(100, "Trying", nil)
-	if err := b.bridge(s, in, req, tx); err != nil {
+	if err := b.bridge(p, in, req, tx); err != nil {
 		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
 	}
+}
+
+func statusText(code int) string {
+	switch code {
+	case 404:
+		return "Not Found"
+	case 480:
+		return "Temporarily Unavailable"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Error"
+}
+
+// plan is how a call crosses: the caller's and the callee's media legs,
+// the realm and transport of the outgoing leg, and its INVITE.
+type plan struct {
+	caller, callee media.Leg
+	realm          *signal.Realm
+	transport      signal.Transport
+	invite         func(offer []byte) *sip.Request
+	// flow, for a call to a client, is where its in-dialog requests go:
+	// the source it registered from, not its Contact (behind NAT).
+	flow string
+}
+
+// toPBX plans a client's call to the PBX.
+func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	access := s.AccessMedia
+	access.Profile = s.ProfileFor(ua)
+	target, err := s.Route()
+	if err != nil {
+		return plan{}, 503
+	}
+	core := b.realms.Realm(s.CoreRealm)
+	if core == nil {
+		return plan{}, 503
+	}
+	return plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.Transport(lower(target.Transport)),
+		invite: func(offer []byte) *sip.Request { return outboundInvite(req, target, offer) }}, 0
+}
+
+// toClient plans the PBX's call to a subscriber: the Request-URI's user
+// is the token of its binding; the INVITE goes out on the flow the client
+// registered on. A subscriber without a binding (or whose flow is gone)
+// gets 480.
+func (b *B2BUA) toClient(s Settings, req *sip.Request) (plan, int) {
+	if s.Lookup == nil {
+		return plan{}, 480
+	}
+	sub, ok := s.Lookup(req.Recipient.User)
+	if !ok {
+		return plan{}, 480
+	}
+	access := b.realms.Realm(s.AccessRealm)
+	if access == nil {
+		return plan{}, 503
+	}
+	var contactURI sip.Uri
+	if err := sip.ParseUri(sub.Contact, &contactURI); err != nil {
+		return plan{}, 480
+	}
+	client := s.AccessMedia
+	client.Profile = s.ProfileFor(sub.UserAgent)
+	return plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.Transport(lower(sub.Transport)),
+		invite: func(offer []byte) *sip.Request { return clientInvite(req, sub, contactURI, offer) }, flow: sub.Source}, 0
+}
+
+// Subscriber is what a call to a registered client needs of its binding.
+type Subscriber struct {
+	AOR, Contact, UserAgent string
+	Transport, Source       string // the flow it registered on
+}
+
+// clientInvite is the INVITE to a subscriber: its Contact as
+// Request-URI, sent to the flow's source; the caller's From (new tag);
+// the subscriber's AOR as To.
+func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, offer []byte) *sip.Request {
+	out := sip.NewRequest(sip.INVITE, contact)
+	out.SetTransport(sub.Transport)
+	out.SetDestination(sub.Source)
+	from := sip.FromHeader{DisplayName: in.From().DisplayName, Address: *in.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
+	var to sip.ToHeader
+	if err := sip.ParseUri(sub.AOR, &to.Address); err != nil {
+		to.Address = contact
+	}
+	out.AppendHeader(&from)
+	out.AppendHeader(&to)
+	out.SetBody(offer)
+	ct := sip.ContentTypeHeader("application/sdp")
+	out.AppendHeader(&ct)
+	return out
 }
 
 // checkInvite refuses what no PBX should see: headers in the Request-URI
@@ -219,14 +330,8 @@ func lower(s string) string {
 }
 
 // bridge sends the call on to the PBX and relays its answer.
-func (b *B2BUA) bridge(s Settings, in *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) error {
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-	}
-	access := s.AccessMedia
-	access.Profile = s.ProfileFor(ua)
-	sess, err := media.NewSession(b.engine, access, s.CoreMedia, nil)
+func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) error {
+	sess, err := media.NewSession(b.engine, p.caller, p.callee, nil)
 	if err != nil {
 		_ = in.Respond(503, "Service Unavailable", nil)
 		return err
@@ -247,19 +352,11 @@ func (b *B2BUA) bridge(s Settings, in *sipgo.DialogServerSession, req *sip.Reque
 	if err != nil {
 		return fail(500, "Server Internal Error", err)
 	}
-	target, err := s.Route()
-	if err != nil {
-		return fail(503, "Service Unavailable", err)
-	}
-	core := b.realms.Realm(s.CoreRealm)
-	if core == nil {
-		return fail(503, "Service Unavailable", errors.New("no core realm"))
-	}
-	out := outboundInvite(req, target, offer)
+	out := p.invite(offer)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &call{in: in, media: sess, cancel: cancel}
 	tx.OnCancel(func(*sip.Request) { cancel() })
-	dc, err := b.clientCache(core, signal.Transport(lower(target.Transport))).WriteInvite(ctx, out)
+	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
 	if err != nil {
 		cancel()
 		return fail(503, "Service Unavailable", err)
@@ -305,6 +402,9 @@ func (b *B2BUA) bridge(s Settings, in *sipgo.DialogServerSession, req *sip.Reque
 		body = ans
 	} else {
 		body = lastAnswer(sess)
+	}
+	if p.flow != "" {
+		toFlow(dc.InviteResponse, p.flow)
 	}
 	if err := dc.Ack(ctx); err != nil {
 		cancel()
@@ -393,6 +493,22 @@ func (b *B2BUA) HandleBye(r *signal.Realm, req *sip.Request, tx sip.ServerTransa
 		_ = c.out.ReadBye(req, tx)
 	}
 	b.hangup(c, "BYE")
+}
+
+// toFlow points the remote target a dialog keeps from the client's 200
+// at the flow the client registered on: the dialog's ACK and BYE then
+// reach it behind NAT (they go to the Contact otherwise).
+func toFlow(res *sip.Response, flow string) {
+	c := res.Contact()
+	if c == nil {
+		return
+	}
+	host, port, err := net.SplitHostPort(flow)
+	if err != nil {
+		return
+	}
+	c.Address.Host = host
+	c.Address.Port, _ = strconv.Atoi(port)
 }
 
 // byeOnFlow is a BYE towards a client that goes where its INVITE came
