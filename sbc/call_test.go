@@ -24,13 +24,16 @@ import (
 // pbxPhone is a PBX extension stand-in: it rings, answers with plain RTP
 // on its own socket, and records what reached it.
 type pbxPhone struct {
-	addr   string
-	busy   bool // answer 486
-	hangup bool // hang up right after the ACK
-	rtp    *net.UDPConn
-	mu     sync.Mutex
-	reqs   []*sip.Request
-	byes   chan struct{}
+	addr string
+	busy bool // answer 486
+	// ringing rings until cancelled; each CANCELled INVITE is reported.
+	ringing   bool
+	cancelled chan struct{}
+	hangup    bool // hang up right after the ACK
+	rtp       *net.UDPConn
+	mu        sync.Mutex
+	reqs      []*sip.Request
+	byes      chan struct{}
 	// calls makes the PBX's own calls (to subscribers).
 	calls *sipgo.DialogClientCache
 }
@@ -48,7 +51,7 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pbxPhone{addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1)}
+	p := &pbxPhone{addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
 	port, _ := strconv.Atoi(strings.Split(p.addr, ":")[1])
 	cache := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
 	record := func(req *sip.Request) {
@@ -63,6 +66,11 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 			return
 		}
 		ds.Respond(180, "Ringing", nil)
+		if p.ringing {
+			tx.OnCancel(func(*sip.Request) { p.cancelled <- struct{}{} })
+			<-tx.Done()
+			return
+		}
 		time.Sleep(50 * time.Millisecond) // the extension rings before it answers
 		if p.busy {
 			ds.Respond(486, "Busy Here", nil)
@@ -459,7 +467,7 @@ func TestCallFromPBXToClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := <-r.invites
-	if !strings.Contains(string(inv.Body()), "RTP/SAVP") || inv.Recipient.Host != "127.0.0.99" || inv.To().Address.User != "1001" {
+	if !strings.Contains(string(inv.Body()), "RTP/SAVP") || inv.Recipient.User != "1001" || inv.Recipient.Host+":"+strconv.Itoa(inv.Recipient.Port) != bs[0].Flow.Source || inv.To().Address.User != "1001" {
 		t.Errorf("the client's INVITE:\n%s", inv)
 	}
 	if strings.Contains(inv.String(), pbx.addr) || strings.Contains(inv.String(), pbx.rtp.LocalAddr().String()) {
@@ -478,3 +486,48 @@ func TestCallFromPBXToClient(t *testing.T) {
 	}
 	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
 }
+
+// TestClientCancels: the client gives up while the PBX rings; the PBX's
+// INVITE is cancelled and the client gets 487.
+func TestClientCancels(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.ringing = true
+	r := newCallRig(t, pbx)
+	offer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
+	// The Request-URI names the SBC: sipgo sends a CANCEL to the
+	// Request-URI, not the INVITE's destination.
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
+	req.SetDestination(r.access)
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "c1"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody([]byte(offer))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, hangUp := context.WithCancel(ctx)
+	err = dc.WaitAnswer(ring, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode == 180 {
+			hangUp() // the caller gives up while it rings
+		}
+		return nil
+	}})
+	if err == nil {
+		t.Fatal("the cancelled call was answered")
+	}
+	select {
+	case <-pbx.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the PBX's INVITE was not cancelled")
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 && r.svc.engine.Load().Active() == 0 })
+}
+
+func atoiTest(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -277,7 +277,14 @@ type Subscriber struct {
 // Request-URI, sent to the flow's source; the caller's From (new tag);
 // the subscriber's AOR as To.
 func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, offer []byte) *sip.Request {
-	out := sip.NewRequest(sip.INVITE, contact)
+	// The Request-URI keeps the Contact's user and parameters but names
+	// the flow's address: a CANCEL follows the Request-URI, and the
+	// Contact is unreachable behind NAT.
+	ruri := *contact.Clone()
+	if host, port, err := net.SplitHostPort(sub.Source); err == nil {
+		ruri.Host, ruri.Port = host, atoi(port)
+	}
+	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(sub.Transport)
 	out.SetDestination(sub.Source)
 	from := sip.FromHeader{DisplayName: in.From().DisplayName, Address: *in.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
@@ -444,11 +451,17 @@ func sdpType(body []byte) []sip.Header {
 func lastAnswer(s *media.Session) []byte { return s.LastSent(relay.A) }
 
 // outboundInvite is the PBX leg's INVITE: the client's Request-URI user
-// at the PBX, its From (new tag) and To, the translated offer; nothing
-// else of the client.
+// at the PBX node (so a CANCEL, which follows the Request-URI, reaches the
+// node too), its From (new tag) and To, the translated offer; nothing else
+// of the client.
 func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
-	ruri := *in.Recipient.Clone()
-	ruri.UriParams = nil
+	ruri := sip.Uri{Scheme: "sip", User: in.Recipient.User, Host: target.Addr}
+	if host, port, err := net.SplitHostPort(target.Addr); err == nil {
+		ruri.Host, ruri.Port = host, atoi(port)
+	}
+	if t := lower(target.Transport); t != "udp" {
+		ruri.UriParams = sip.HeaderParams{{K: "transport", V: t}}
+	}
 	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(target.Transport)
 	out.SetDestination(target.Addr)
@@ -493,6 +506,11 @@ func (b *B2BUA) HandleBye(r *signal.Realm, req *sip.Request, tx sip.ServerTransa
 		_ = c.out.ReadBye(req, tx)
 	}
 	b.hangup(c, "BYE")
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // toFlow points the remote target a dialog keeps from the client's 200

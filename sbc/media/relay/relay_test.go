@@ -183,7 +183,14 @@ func TestRTPToSRTPByteForByte(t *testing.T) {
 					t.Fatalf("packet %d to the PBX: ok=%v equal=%v", seq, ok, bytes.Equal(got, up))
 				}
 			}
-			st := br.Stats()
+			// A loop counts a packet out after its send returns, which
+			// may be after the peer already has it: poll briefly.
+			var st [2]Stats
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if st = br.Stats(); st[A].PacketsOut == 20 && st[B].PacketsOut == 20 {
+					break
+				}
+			}
 			if st[A].PacketsIn != 20 || st[A].PacketsOut != 20 || st[B].PacketsIn != 20 || st[B].PacketsOut != 20 {
 				t.Errorf("stats A %v / B %v", st[A], st[B])
 			}
