@@ -241,7 +241,10 @@ func realmSpecs(d Desired) (specs []signal.RealmSpec, access, core string, err e
 		default:
 			continue
 		}
-		spec := signal.RealmSpec{Name: r.Name, Advertise: r.Advertise, TLS: conf, MaxMessage: d.Config.Security.DoS.MaxMessageBytes}
+		spec := signal.RealmSpec{Name: r.Name, Advertise: r.Advertise, TLS: conf, MaxMessage: d.Config.Security.DoS.MaxMessageBytes, NoDNS: true}
+		if r.Role == "core" {
+			spec.MayDial, spec.NoDNS = pbxDialer(d.Config.SIPServer)
+		}
 		for _, p := range []struct {
 			t    signal.Transport
 			port int
@@ -498,4 +501,20 @@ func clientProfile(c Config, ua string) media.Profile {
 		return *p
 	}
 	return media.Profile{Protocol: media.ProtocolRTP, AllowUnconfiguredCodecs: true, TelephoneEventPayloadType: 101}
+}
+
+// pbxDialer is what the core realm may connect to: the PBX nodes. Nodes
+// named by FQDN need name lookups and are trusted with any address.
+func pbxDialer(ss SIPServer) (func(netip.AddrPort) bool, bool) {
+	nodes := map[netip.AddrPort]bool{}
+	for _, g := range ss.NodeGroups {
+		for _, n := range g.Nodes {
+			a, err := netip.ParseAddr(n.Address)
+			if err != nil {
+				return func(netip.AddrPort) bool { return true }, false
+			}
+			nodes[netip.AddrPortFrom(a.Unmap(), uint16(n.Port))] = true
+		}
+	}
+	return func(ap netip.AddrPort) bool { return nodes[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] }, true
 }

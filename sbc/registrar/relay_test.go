@@ -102,7 +102,8 @@ func startSBC(t *testing.T, pbxAddr string, limits Limits, now ...func() time.Ti
 	lo := netip.MustParseAddr("127.0.0.1")
 	err := st.Apply(context.Background(), []signal.RealmSpec{
 		{Name: "access", Advertise: "127.0.0.1", Listeners: []signal.Listener{{Transport: signal.UDP, Addr: netip.AddrPortFrom(lo, 0)}}},
-		{Name: "core", Advertise: "127.0.0.1", Listeners: []signal.Listener{{Transport: signal.TCP, Addr: netip.AddrPortFrom(lo, 0)}}},
+		{Name: "core", Advertise: "127.0.0.1", Listeners: []signal.Listener{{Transport: signal.TCP, Addr: netip.AddrPortFrom(lo, 0)}},
+			MayDial: func(ap netip.AddrPort) bool { return ap.Addr().IsLoopback() }},
 	})
 	if err != nil {
 		t.Fatal(err)

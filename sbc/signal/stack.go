@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -72,6 +74,16 @@ type RealmSpec struct {
 	// ones are dropped (and a stream connection closed). 0 = sipgo's
 	// default of 65535.
 	MaxMessage int
+	// MayDial says whether the realm may open a TCP/TLS connection to an
+	// address; nil = to none. The access realm reaches clients only over
+	// the connections they opened; the core realm only its PBX nodes.
+	// Without it, a response to a request whose connection closed would
+	// go to the address in its Via (RFC 3261 section 18.2.2), which a
+	// stranger chooses.
+	MayDial func(netip.AddrPort) bool
+	// NoDNS forbids name lookups in the realm (Via hosts of strangers);
+	// a realm whose PBX nodes are named by FQDN needs them.
+	NoDNS bool
 }
 
 // Realm is a realm's running SIP stack.
@@ -128,7 +140,7 @@ func (s *Stack) Apply(ctx context.Context, specs []RealmSpec) error {
 	for _, spec := range specs {
 		want[spec.Name] = true
 		r := s.realms[spec.Name]
-		if r != nil && (r.Advertise() != spec.Advertise || r.maxMessage != spec.MaxMessage) {
+		if r != nil && (r.Advertise() != spec.Advertise || r.maxMessage != spec.MaxMessage || r.noDNS() != spec.NoDNS) {
 			r.close()
 			r = nil
 		}
@@ -163,14 +175,29 @@ func (s *Stack) Close() {
 
 func (s *Stack) newRealm(spec RealmSpec) (*Realm, error) {
 	log := s.log.With("realm", spec.Name)
+	r := &Realm{Name: spec.Name, spec: spec, maxMessage: spec.MaxMessage, listeners: map[string]*running{}}
+	dialer := func(laddr net.Addr) net.Dialer {
+		return net.Dialer{Timeout: 10 * time.Second, LocalAddr: laddr, Control: r.controlDial}
+	}
+	transports := sip.TransportsConfig{
+		TCP: &sip.TransportTCP{DialerCreate: dialer},
+		TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: dialer}},
+	}
 	parser := sip.NewParser()
 	if spec.MaxMessage > 0 {
 		parser.MaxMessageLength = spec.MaxMessage
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("psigate"), sipgo.WithUserAgentHostname(spec.Advertise),
+	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent("psigate"), sipgo.WithUserAgentHostname(spec.Advertise),
 		sipgo.WithUserAgentParser(parser),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)))
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log), sip.WithTransportLayerTransports(transports)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log))}
+	if spec.NoDNS {
+		opts = append(opts, sipgo.WithUserAgentDNSResolver(&net.Resolver{PreferGo: true,
+			Dial: func(context.Context, string, string) (net.Conn, error) {
+				return nil, fmt.Errorf("signal: realm %s looks up no names", spec.Name)
+			}}))
+	}
+	ua, err := sipgo.NewUA(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
 	}
@@ -184,7 +211,7 @@ func (s *Stack) newRealm(spec RealmSpec) (*Realm, error) {
 		ua.Close()
 		return nil, fmt.Errorf("signal: realm %s: %w", spec.Name, err)
 	}
-	r := &Realm{Name: spec.Name, UA: ua, Server: srv, Client: client, spec: spec, maxMessage: spec.MaxMessage, listeners: map[string]*running{}}
+	r.UA, r.Server, r.Client = ua, srv, client
 	if s.install != nil {
 		s.install(r)
 	}
@@ -285,6 +312,28 @@ func (r *Realm) listen(l Listener, conf *tls.Config) (*running, error) {
 		_ = serve() // ends when the listener is closed
 	}()
 	return run, nil
+}
+
+func (r *Realm) noDNS() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec.NoDNS
+}
+
+// controlDial refuses a connection the realm's MayDial does not allow,
+// before anything is sent.
+func (r *Realm) controlDial(network, address string, _ syscall.RawConn) error {
+	r.mu.Lock()
+	may := r.spec.MayDial
+	r.mu.Unlock()
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("signal: realm %s: dial %s: %w", r.Name, address, err)
+	}
+	if may == nil || !may(ap) {
+		return fmt.Errorf("signal: realm %s opens no connection to %s", r.Name, address)
+	}
+	return nil
 }
 
 // Listeners lists the open listeners with their actual addresses.
