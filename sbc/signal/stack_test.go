@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 var lo = netip.MustParseAddr("127.0.0.1")
@@ -95,4 +98,59 @@ func freePort(t *testing.T, network string) int {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestRealmDialsOnlyWhereAllowed: a realm without MayDial opens no TCP
+// connection (nothing reaches a listener), one with it opens only those
+// it allows.
+func TestRealmDialsOnlyWhereAllowed(t *testing.T) {
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	accepted := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := target.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	addr := target.Addr().(*net.TCPAddr).AddrPort()
+	st := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer st.Close()
+	apply := func(may func(netip.AddrPort) bool) *Realm {
+		if err := st.Apply(context.Background(), []RealmSpec{{Name: "r", Advertise: "127.0.0.1", NoDNS: true, MayDial: may,
+			Listeners: []Listener{{Transport: TCP, Addr: netip.AddrPortFrom(lo, 0)}}}}); err != nil {
+			t.Fatal(err)
+		}
+		return st.Realm("r")
+	}
+	options := func(r *Realm) error {
+		req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(addr.Port())})
+		req.SetDestination(addr.String())
+		req.SetTransport("TCP")
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := r.Client.Do(ctx, req)
+		return err
+	}
+	if err := options(apply(nil)); err == nil || !strings.Contains(err.Error(), "opens no connection") {
+		t.Fatalf("a realm without MayDial: %v", err)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("a connection was opened")
+	default:
+	}
+	options(apply(func(ap netip.AddrPort) bool { return ap == addr }))
+	select {
+	case <-accepted:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the allowed connection was not opened")
+	}
 }
