@@ -19,6 +19,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/psigate/psigate/sbc/media/sdes"
+	"github.com/psigate/psigate/sbc/sbctest"
 )
 
 // pbxPhone is a PBX extension stand-in: it rings, answers with plain RTP
@@ -40,7 +41,7 @@ type pbxPhone struct {
 
 func startPBXPhone(t *testing.T) *pbxPhone {
 	t.Helper()
-	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("OpenScape 4000"))
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("OpenScape 4000"), sbctest.NoDNS())
 	srv, _ := sipgo.NewServer(ua)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -155,11 +156,11 @@ func TestCallFromClientToPBX(t *testing.T) {
 		"m=audio " + strconv.Itoa(clientRTP.LocalAddr().(*net.UDPAddr).Port) + " RTP/SAVP 9 0 8 101\r\n" +
 		"a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n" +
 		"a=crypto:" + key.String() + "\r\na=sendrecv\r\n"
-	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"))
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"), sbctest.NoDNS())
 	defer ua.Close()
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	dcache := sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.1"}})
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"})
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "127.0.0.1", Port: accessPort})
 	req.SetDestination("127.0.0.1:" + strconv.Itoa(accessPort))
 	req.SetTransport("UDP")
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "client-tag"}}})
@@ -260,9 +261,12 @@ type callRig struct {
 	rtp       *net.UDPConn
 }
 
-func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
+func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	t.Helper()
 	cfg := Default()
+	for _, f := range edit {
+		f(&cfg)
+	}
 	host, port, _ := net.SplitHostPort(pbx.addr)
 	p, _ := strconv.Atoi(port)
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
@@ -281,7 +285,7 @@ func newCallRig(t *testing.T, pbx *pbxPhone) *callRig {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// The client listens on its own UDP socket, so the SBC can reach it.
-	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"))
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"), sbctest.NoDNS())
 	t.Cleanup(func() { ua.Close() })
 	srv, _ := sipgo.NewServer(ua)
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -321,7 +325,7 @@ func (r *callRig) call() (*sipgo.DialogClientSession, int) {
 	r.t.Helper()
 	offer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"})
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "127.0.0.1", Port: atoiTest(strings.Split(r.access, ":")[1])})
 	req.SetDestination(r.access)
 	req.SetTransport("UDP")
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
@@ -407,7 +411,7 @@ func clientAnswer(offer []byte, port int) []byte {
 // register registers the client through the SBC from its SIP socket.
 func (r *callRig) register() {
 	r.t.Helper()
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "pbx.example.com"})
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: atoiTest(strings.Split(r.access, ":")[1])})
 	req.SetDestination(r.access)
 	req.SetTransport("UDP")
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "reg"}}})
@@ -531,3 +535,43 @@ func TestClientCancels(t *testing.T) {
 }
 
 func atoiTest(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// TestCalleeTimeouts: a PBX that never replies gets the caller a 408
+// after the no-reply timeout; one that rings too long a 480 after the
+// no-answer timeout, with the PBX's INVITE cancelled.
+func TestCalleeTimeouts(t *testing.T) {
+	short := func(c *Config) {
+		c.RemoteSubscribers.InviteNoReplyTimeoutMs = 300
+		c.RemoteSubscribers.InviteNoAnswerTimeoutMs = 500
+	}
+	// A PBX that accepts the connection and never says anything.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	if _, code := newCallRig(t, &pbxPhone{addr: mute.Addr().String()}, short).call(); code != 408 {
+		t.Errorf("no reply: %d, want 408", code)
+	}
+	ringing := startPBXPhone(t)
+	ringing.ringing = true
+	r := newCallRig(t, ringing, short)
+	if _, code := r.call(); code != 480 {
+		t.Errorf("no answer: %d, want 480", code)
+	}
+	select {
+	case <-ringing.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ringing PBX's INVITE was not cancelled")
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 && r.svc.engine.Load().Active() == 0 })
+}

@@ -73,7 +73,7 @@ func startService(t *testing.T, nodes []Node, interval, threshold int, records .
 // returns the final status.
 func register(t *testing.T, sbc string, callID string) int {
 	t.Helper()
-	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone"))
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone"), sbctest.NoDNS())
 	defer ua.Close()
 	c, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "psigate.test"})

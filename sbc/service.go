@@ -465,8 +465,11 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		coreLeg.Profile = *p
 	}
 	cfg := d.Config
+	rs := cfg.RemoteSubscribers
 	s.calls.Load().Configure(b2bua.Settings{
 		AccessRealm: access, CoreRealm: core, AccessMedia: legs[access], CoreMedia: coreLeg,
+		NoReply:    time.Duration(rs.InviteNoReplyTimeoutMs) * time.Millisecond,
+		NoAnswer:   time.Duration(rs.InviteNoAnswerTimeoutMs) * time.Millisecond,
 		ProfileFor: func(ua string) media.Profile { return clientProfile(cfg, ua) },
 		Route: func() (b2bua.Target, error) {
 			n, err := s.nodes.Route("")

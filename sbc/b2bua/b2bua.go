@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -46,7 +47,18 @@ type Settings struct {
 	Route func() (Target, error)
 	// Lookup finds the subscriber a token names, for calls from the PBX.
 	Lookup func(token string) (Subscriber, bool)
+	// NoReply ends a call whose callee sends no response at all in time
+	// (408); NoAnswer one that rings too long (480). Zero = no limit.
+	// Seed 9.4.1.1 "INVITE No Reply timeout" and "INVITE No Answer
+	// timeout".
+	NoReply, NoAnswer time.Duration
 }
+
+// Why a call attempt was cancelled.
+var (
+	errCallerCancelled = errors.New("cancelled by the caller")
+	errNoAnswer        = errors.New("no answer in time")
+)
 
 // Realms finds a realm's SIP stack by name.
 type Realms interface {
@@ -182,6 +194,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	default:
 		code = 404
 	}
+	p.noReply, p.noAnswer = s.NoReply, s.NoAnswer
 	if code != 0 {
 		signal.Respond(b.log, tx, req, code, statusText(code))
 		return
@@ -219,6 +232,16 @@ type plan struct {
 	// flow, for a call to a client, is where its in-dialog requests go:
 	// the source it registered from, not its Contact (behind NAT).
 	flow string
+	// noReply and noAnswer bound the wait for the callee.
+	noReply, noAnswer time.Duration
+}
+
+// afterFunc is time.AfterFunc, never firing for a zero duration.
+func afterFunc(d time.Duration, f func()) *time.Timer {
+	if d <= 0 {
+		d = 1<<63 - 1
+	}
+	return time.AfterFunc(d, f)
 }
 
 // toPBX plans a client's call to the PBX.
@@ -338,7 +361,15 @@ func lower(s string) string {
 
 // bridge sends the call on to the PBX and relays its answer.
 func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) error {
-	sess, err := media.NewSession(b.engine, p.caller, p.callee, nil)
+	// Media inactivity ends an established call with BYE on both legs.
+	var established atomic.Pointer[call]
+	onMedia := func(ev relay.Event) {
+		if c := established.Load(); c != nil {
+			b.log.Info("call ended by media inactivity", "call-id", req.CallID().Value(), "event", ev.Kind, "side", ev.Side, "idle", ev.Idle)
+			go b.hangup(c, "media "+ev.Kind.String())
+		}
+	}
+	sess, err := media.NewSession(b.engine, p.caller, p.callee, onMedia)
 	if err != nil {
 		_ = in.Respond(503, "Service Unavailable", nil)
 		return err
@@ -360,17 +391,31 @@ func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, 
 		return fail(500, "Server Internal Error", err)
 	}
 	out := p.invite(offer)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{in: in, media: sess, cancel: cancel}
-	tx.OnCancel(func(*sip.Request) { cancel() })
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &call{in: in, media: sess, cancel: func() { cancel(nil) }}
+	// With no response at all, sipgo cannot CANCEL (RFC 3261 section
+	// 9.1 needs a provisional first): give up on the transaction.
+	noReply := afterFunc(p.noReply, func() { cancel(sipgo.WaitAnswerForceCancelErr) })
+	var noAnswer *time.Timer
+	defer func() {
+		noReply.Stop()
+		if noAnswer != nil {
+			noAnswer.Stop()
+		}
+	}()
+	tx.OnCancel(func(*sip.Request) { cancel(errCallerCancelled) })
 	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
 	if err != nil {
-		cancel()
+		cancel(nil)
 		return fail(503, "Service Unavailable", err)
 	}
 	c.out = dc
 	answered := false
 	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		noReply.Stop()
+		if noAnswer == nil && res.IsProvisional() {
+			noAnswer = afterFunc(p.noAnswer, func() { cancel(errNoAnswer) })
+		}
 		if !res.IsProvisional() || res.StatusCode == 100 {
 			return nil
 		}
@@ -385,16 +430,20 @@ func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, 
 		return in.Respond(res.StatusCode, res.Reason, body, sdpType(body)...)
 	}})
 	var dr *sipgo.ErrDialogResponse
-	switch {
+	switch cause := context.Cause(ctx); {
 	case errors.As(err, &dr):
-		cancel()
+		cancel(nil)
 		return fail(dr.Res.StatusCode, dr.Res.Reason, err)
-	case ctx.Err() != nil:
+	case errors.Is(cause, errCallerCancelled):
 		sess.Close()
 		_ = in.Close()
-		return errors.New("cancelled by the caller")
+		return cause // sipgo answered the caller's INVITE with 487
+	case errors.Is(cause, sipgo.WaitAnswerForceCancelErr):
+		return fail(408, "Request Timeout", errors.New("no reply from the callee"))
+	case errors.Is(cause, errNoAnswer):
+		return fail(480, "No Answer", cause)
 	case err != nil:
-		cancel()
+		cancel(nil)
 		return fail(504, "Server Time-out", err)
 	}
 	body := dr0(dc.InviteResponse)
@@ -403,7 +452,7 @@ func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, 
 		if err != nil {
 			_ = dc.Ack(ctx)
 			_ = dc.Bye(ctx)
-			cancel()
+			cancel(nil)
 			return fail(488, "Not Acceptable Here", err)
 		}
 		body = ans
@@ -413,17 +462,19 @@ func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, 
 	if p.flow != "" {
 		toFlow(dc.InviteResponse, p.flow)
 	}
-	if err := dc.Ack(ctx); err != nil {
-		cancel()
-		return fail(500, "Server Internal Error", err)
-	}
+	// Known before the ACK: the callee may hang up as soon as it has it.
 	c.end = func() {
 		sess.Close()
-		cancel()
+		cancel(nil)
 		b.forget(in.ID, dc.ID)
 	}
 	b.remember(in.ID, c)
 	b.remember(dc.ID, c)
+	established.Store(c)
+	if err := dc.Ack(ctx); err != nil {
+		b.hangup(c, "ACK not sent")
+		return fmt.Errorf("ACK to the callee: %w", err)
+	}
 	if err := in.RespondSDP(body); err != nil {
 		b.hangup(c, "answer not sent")
 		return err

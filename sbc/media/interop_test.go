@@ -31,6 +31,7 @@ import (
 	"github.com/psigate/psigate/sbc/media/g711"
 	"github.com/psigate/psigate/sbc/media/relay"
 	"github.com/psigate/psigate/sbc/media/sdes"
+	"github.com/psigate/psigate/sbc/sbctest"
 )
 
 // requirePeer finds an external program the interop tests run. Without
@@ -339,7 +340,7 @@ func startUAS(ctx context.Context, t *testing.T) *sipUAS {
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("psigate-interop-pbx"), sipgo.WithUserAgentHostname("127.0.0.1"))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("psigate-interop-pbx"), sipgo.WithUserAgentHostname("127.0.0.1"), sbctest.NoDNS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/sbctest"
 	"github.com/psigate/psigate/sbc/signal"
 )
 
@@ -32,7 +33,7 @@ type pbx struct {
 
 func startPBX(t *testing.T) *pbx {
 	t.Helper()
-	ua, _ := sipgo.NewUA()
+	ua, _ := sipgo.NewUA(sbctest.NoDNS())
 	srv, _ := sipgo.NewServer(ua)
 	p := &pbx{max: 600}
 	srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -122,7 +123,7 @@ type phone struct {
 }
 
 func newPhone(t *testing.T, sbc string) *phone {
-	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"))
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"), sbctest.NoDNS())
 	t.Cleanup(func() { ua.Close() })
 	c, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("192.168.1.23"))
 	return &phone{t: t, client: c, sbc: sbc, callID: "client-call-1@192.168.1.23"}

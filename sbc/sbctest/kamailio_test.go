@@ -19,7 +19,7 @@ const clientUA = "sbctest-client/1"
 // newClient is a sipgo client on loopback, closed when the test ends.
 func newClient(t *testing.T) *sipgo.Client {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("sbctest"), sipgo.WithUserAgentHostname(sbctest.KamailioRealm))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("sbctest"), sipgo.WithUserAgentHostname(sbctest.KamailioRealm), sbctest.NoDNS())
 	if err != nil {
 		t.Fatal(err)
 	}
