@@ -336,6 +336,7 @@ func writeBaresipSBCConfig(t *testing.T, dir, modules, caFile, account string) {
 	config := strings.Join([]string{
 		"poll_method epoll",
 		"sip_listen 127.0.0.1:0",
+		"dns_server 127.0.0.1:53", // any lookup baresip makes stays on loopback
 		"net_interface 127.0.0.1",
 		"sip_cafile " + caFile,
 		"module_path " + modules,

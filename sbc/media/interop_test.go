@@ -253,6 +253,7 @@ func writeBaresipConfig(t *testing.T, dir, modules, wav string) {
 	config := strings.Join([]string{
 		"poll_method epoll",
 		"sip_listen 127.0.0.1:0",
+		"dns_server 127.0.0.1:53", // any lookup baresip makes stays on loopback
 		"net_interface 127.0.0.1",
 		"call_local_timeout 30",
 		"audio_source aufile," + wav,
