@@ -70,7 +70,7 @@ func run(ctx context.Context, o options) error {
 			Version: version, MachineID: id.MachineID, Hostname: run.Config.System.Hostname,
 			Started: started, UptimeS: time.Since(started).Seconds(), System: info,
 			Alarms: alarms.List(), Components: components(sup.States()),
-			Subscribers: len(sbcSvc.Bindings()),
+			Subscribers: len(sbcSvc.Bindings()), Calls: len(sbcSvc.Calls()),
 		}
 	}
 	portal, err := webui.New(webui.Options{

@@ -83,6 +83,23 @@ func (a sipStatus) Registrations() []webui.Registration {
 	return out
 }
 
+func (a sipStatus) Calls() []webui.ActiveCall {
+	cs := a.s.Calls()
+	out := make([]webui.ActiveCall, len(cs))
+	for i, c := range cs {
+		dir := "client to PBX"
+		if c.ToClient {
+			dir = "PBX to client"
+		}
+		out[i] = webui.ActiveCall{From: c.From, To: c.To, Direction: dir, CallerAgent: c.CallerAgent, Started: c.Started,
+			Codecs: c.Codecs, SRTP: c.SRTP}
+		for leg := range 2 {
+			out[i].PacketsIn[leg], out[i].PacketsOut[leg], out[i].Lost[leg] = c.Stats[leg].PacketsIn, c.Stats[leg].PacketsOut, c.Stats[leg].Lost
+		}
+	}
+	return out
+}
+
 func (a sipStatus) Nodes() []webui.NodeStatus {
 	ns := a.s.Nodes()
 	out := make([]webui.NodeStatus, len(ns))

@@ -224,6 +224,11 @@ func TestCallFromClientToPBX(t *testing.T) {
 		t.Fatalf("RTP at the PBX: %v", err)
 	}
 	_ = relayKey
+	calls := s.Calls()
+	if len(calls) != 1 || calls[0].Codecs != [2]string{"G722", "G722"} || calls[0].SRTP != [2]bool{true, false} ||
+		calls[0].CallerAgent != "ZoomPbxPhone 6.0" || calls[0].ToClient || calls[0].Stats[0].PacketsIn != 1 {
+		t.Errorf("calls in progress %+v", calls)
+	}
 
 	// The client hangs up: the PBX's dialog ends too.
 	if err := dc.Bye(cctx); err != nil {

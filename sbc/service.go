@@ -413,6 +413,14 @@ func (s *Service) quarantined(source string) {
 	}
 }
 
+// Calls lists the calls in progress.
+func (s *Service) Calls() []b2bua.CallInfo {
+	if c := s.calls.Load(); c != nil {
+		return c.Calls()
+	}
+	return nil
+}
+
 // Bindings lists the registered subscribers.
 func (s *Service) Bindings() []registrar.Binding { return s.bindings.List() }
 

@@ -31,10 +31,26 @@ type NodeStatus struct {
 	LastError string    `json:"lastError,omitempty"`
 }
 
+// ActiveCall is a call in progress as the portal lists it.
+type ActiveCall struct {
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Direction   string    `json:"direction"` // "client to PBX" or "PBX to client"
+	CallerAgent string    `json:"callerUserAgent"`
+	Started     time.Time `json:"started"`
+	// Per media leg, caller then callee.
+	Codecs     [2]string `json:"codecs"`
+	SRTP       [2]bool   `json:"srtp"`
+	PacketsIn  [2]uint64 `json:"packetsIn"`
+	PacketsOut [2]uint64 `json:"packetsOut"`
+	Lost       [2]int64  `json:"lost"`
+}
+
 // SIPStatus is what the SBC tells the portal.
 type SIPStatus interface {
 	Registrations() []Registration
 	Nodes() []NodeStatus
+	Calls() []ActiveCall
 }
 
 // registrations lists the subscribers whose AOR, user agent or source
@@ -84,4 +100,24 @@ func (s *Server) apiRegistrations(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.nodes())
+}
+
+func (s *Server) calls() []ActiveCall {
+	if s.opts.SIP == nil {
+		return []ActiveCall{}
+	}
+	out := s.opts.SIP.Calls()
+	if out == nil {
+		out = []ActiveCall{}
+	}
+	slices.SortFunc(out, func(a, b ActiveCall) int { return a.Started.Compare(b.Started) })
+	return out
+}
+
+func (s *Server) callsPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "calls", view{Title: "Active calls", Nav: "calls", Data: s.calls()})
+}
+
+func (s *Server) apiCalls(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.calls())
 }

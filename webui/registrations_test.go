@@ -28,6 +28,12 @@ func (sipFake) Nodes() []webui.NodeStatus {
 	}
 }
 
+func (sipFake) Calls() []webui.ActiveCall {
+	return []webui.ActiveCall{{From: "sip:1001@pbx.example.com", To: "sip:2002@pbx.example.com", Direction: "client to PBX",
+		CallerAgent: "ZoomPbxPhone 6.1", Started: time.Now(), Codecs: [2]string{"G722", "G722"}, SRTP: [2]bool{true, false},
+		PacketsIn: [2]uint64{500, 498}, PacketsOut: [2]uint64{498, 500}}}
+}
+
 func withSIP(s webui.SIPStatus) kitOption { return func(o *webui.Options) { o.SIP = s } }
 
 func TestRegistrationsAPIAndSearch(t *testing.T) {
@@ -80,4 +86,21 @@ func TestRegistrationsWithoutSBC(t *testing.T) {
 	if r := k.do(req{Method: "GET", Path: "/api/v1/sip/registrations", Client: k.newClient(false)}); r.Status != http.StatusUnauthorized {
 		t.Fatalf("without login: %d", r.Status)
 	}
+}
+
+func TestActiveCalls(t *testing.T) {
+	k := newKit(t, withSIP(sipFake{}))
+	k.setup(goodPassword)
+	k.login(goodPassword)
+	r := k.get("/api/v1/sip/calls")
+	wantStatus(t, r, http.StatusOK, "calls")
+	var calls []webui.ActiveCall
+	if err := json.Unmarshal(r.Body, &calls); err != nil || len(calls) != 1 || calls[0].Codecs[0] != "G722" || !calls[0].SRTP[0] || calls[0].SRTP[1] {
+		t.Fatalf("calls %+v %v", calls, err)
+	}
+	wantHTML(t, k.get("/sip/calls"), http.StatusOK, "calls page", "sip:2002@pbx.example.com", "ZoomPbxPhone 6.1", "G722 / G722", "yes / no", "500 / 498")
+	k2 := newKit(t)
+	k2.setup(goodPassword)
+	k2.login(goodPassword)
+	wantHTML(t, k2.get("/sip/calls"), http.StatusOK, "calls page without SBC", "No call in progress.")
 }

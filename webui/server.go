@@ -80,6 +80,8 @@ type Status struct {
 	Components []Component   `json:"components"`
 	// Subscribers is the number of registered subscribers.
 	Subscribers int `json:"registeredSubscribers"`
+	// Calls is the number of calls in progress.
+	Calls int `json:"activeCalls"`
 }
 
 // Options configure a Server.
@@ -221,6 +223,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /sip/subscribers-settings", s.page(s.subscribersPage))
 	mux.HandleFunc("POST /sip/subscribers-settings", s.page(s.subscribersForm))
 	mux.HandleFunc("GET /sip/registrations", s.page(s.registrationsPage))
+	mux.HandleFunc("GET /sip/calls", s.page(s.callsPage))
 	mux.HandleFunc("GET /history", s.page(s.historyPage))
 	mux.HandleFunc("GET /history/diff", s.page(s.diffPage))
 	mux.HandleFunc("POST /history/rollback", s.page(s.rollbackForm))
@@ -256,6 +259,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT /api/v1/sip/remote-subscribers", s.api(apiPutSection(s, subscribersPath, subscribersOf, setSubscribers)))
 	mux.HandleFunc("GET /api/v1/sip/registrations", s.api(s.apiRegistrations))
 	mux.HandleFunc("GET /api/v1/sip/nodes", s.api(s.apiNodes))
+	mux.HandleFunc("GET /api/v1/sip/calls", s.api(s.apiCalls))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such API endpoint"))
 	})

@@ -136,6 +136,44 @@ type call struct {
 	cancel context.CancelFunc
 	once   sync.Once
 	end    func()
+	info   CallInfo // what the portal shows; fixed at answer
+}
+
+// CallInfo describes a call in progress.
+type CallInfo struct {
+	// From and To are the caller's and the callee's URIs as dialled.
+	From, To string
+	// ToClient: the PBX called a subscriber (else a client called out).
+	ToClient bool
+	// CallerAgent is the caller's User-Agent.
+	CallerAgent string
+	Started     time.Time
+	// Codecs, SRTP and Stats are per media leg: caller, callee.
+	Codecs [2]string
+	SRTP   [2]bool
+	Stats  [2]relay.Stats
+}
+
+// Calls lists the calls in progress with their media state.
+func (b *B2BUA) Calls() []CallInfo {
+	b.mu.Lock()
+	seen := map[*call]bool{}
+	var list []*call
+	for _, c := range b.calls {
+		if !seen[c] {
+			seen[c] = true
+			list = append(list, c)
+		}
+	}
+	b.mu.Unlock()
+	out := make([]CallInfo, 0, len(list))
+	for _, c := range list {
+		info := c.info
+		info.Codecs, info.Stats = c.media.Codecs(), c.media.Stats()
+		info.SRTP = [2]bool{info.Stats[0].SRTPIn, info.Stats[1].SRTPIn}
+		out = append(out, info)
+	}
+	return out
 }
 
 func (b *B2BUA) remember(id string, c *call) {
@@ -392,7 +430,12 @@ func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, 
 	}
 	out := p.invite(offer)
 	ctx, cancel := context.WithCancelCause(context.Background())
-	c := &call{in: in, media: sess, cancel: func() { cancel(nil) }}
+	c := &call{in: in, media: sess, cancel: func() { cancel(nil) }, info: CallInfo{
+		From: req.From().Address.String(), To: req.To().Address.String(), ToClient: p.flow != "", Started: time.Now(),
+	}}
+	if h := req.GetHeader("User-Agent"); h != nil {
+		c.info.CallerAgent = h.Value()
+	}
 	// With no response at all, sipgo cannot CANCEL (RFC 3261 section
 	// 9.1 needs a provisional first): give up on the transaction.
 	noReply := afterFunc(p.noReply, func() { cancel(sipgo.WaitAnswerForceCancelErr) })
