@@ -95,15 +95,7 @@ func (b *B2BUA) Configure(s Settings) {
 
 // contact is psigate's Contact in a realm.
 func contact(r *signal.Realm, transport signal.Transport) sip.ContactHeader {
-	port := r.Port(transport)
-	if port == 0 {
-		port = r.Port(signal.UDP)
-	}
-	u := sip.Uri{Scheme: "sip", Host: r.Advertise(), Port: port}
-	if transport != signal.UDP && r.Port(transport) != 0 {
-		u.UriParams = sip.HeaderParams{{K: "transport", V: string(transport)}}
-	}
-	return sip.ContactHeader{Address: u}
+	return sip.ContactHeader{Address: r.ContactURI(transport)}
 }
 
 func (b *B2BUA) serverCache(r *signal.Realm, transport signal.Transport) *sipgo.DialogServerCache {
@@ -237,7 +229,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		signal.Respond(b.log, tx, req, code, statusText(code))
 		return
 	}
-	in, err := b.serverCache(r, signal.Transport(lower(req.Transport()))).ReadInvite(req, tx)
+	in, err := b.serverCache(r, signal.TransportOf(req.Transport())).ReadInvite(req, tx)
 	if err != nil {
 		signal.Respond(b.log, tx, req, 400, "Bad INVITE")
 		return
@@ -298,7 +290,7 @@ func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
 	if core == nil {
 		return plan{}, 503
 	}
-	return plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.Transport(lower(target.Transport)),
+	return plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.TransportOf(target.Transport),
 		invite: func(offer []byte) *sip.Request { return outboundInvite(req, target, offer) }}, 0
 }
 
@@ -324,7 +316,7 @@ func (b *B2BUA) toClient(s Settings, req *sip.Request) (plan, int) {
 	}
 	client := s.AccessMedia
 	client.Profile = s.ProfileFor(sub.UserAgent)
-	return plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.Transport(lower(sub.Transport)),
+	return plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.TransportOf(sub.Transport),
 		invite: func(offer []byte) *sip.Request { return clientInvite(req, sub, contactURI, offer) }, flow: sub.Source}, 0
 }
 
@@ -385,16 +377,6 @@ func acceptsSDP(accept string) bool {
 		}
 	}
 	return false
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // bridge sends the call on to the PBX and relays its answer.
@@ -553,8 +535,8 @@ func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
 	if host, port, err := net.SplitHostPort(target.Addr); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
 	}
-	if t := lower(target.Transport); t != "udp" {
-		ruri.UriParams = sip.HeaderParams{{K: "transport", V: t}}
+	if t := signal.TransportOf(target.Transport); t != signal.UDP {
+		ruri.UriParams = sip.HeaderParams{{K: "transport", V: string(t)}}
 	}
 	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(target.Transport)
@@ -571,7 +553,7 @@ func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
 
 // HandleAck takes an ACK on any realm.
 func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
-	_ = b.serverCache(r, signal.Transport(lower(req.Transport()))).ReadAck(req, tx)
+	_ = b.serverCache(r, signal.TransportOf(req.Transport())).ReadAck(req, tx)
 }
 
 // HandleBye ends a call from either side.

@@ -352,17 +352,8 @@ func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Ta
 
 // coreContact is psigate's Contact at the PBX for a binding.
 func (r *Relay) coreContact(core *signal.Realm, token, transport string, expires time.Duration) *sip.ContactHeader {
-	t := signal.Transport(strings.ToLower(transport))
-	port := core.Port(t)
-	if port == 0 {
-		port = core.Port(signal.UDP)
-		t = signal.UDP
-	}
-	u := sip.Uri{Scheme: "sip", User: token, Host: core.Advertise(), Port: port}
-	if t != signal.UDP {
-		u.UriParams = sip.HeaderParams{}
-		u.UriParams.Add("transport", string(t))
-	}
+	u := core.ContactURI(signal.TransportOf(transport))
+	u.User = token
 	c := &sip.ContactHeader{Address: u, Params: sip.HeaderParams{}}
 	c.Params.Add("expires", strconv.Itoa(int(expires/time.Second)))
 	return c

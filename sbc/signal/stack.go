@@ -60,6 +60,10 @@ type Listener struct {
 
 func (l Listener) String() string { return string(l.Transport) + ":" + l.Addr.String() }
 
+// TransportOf is the Transport a SIP network name ("UDP", "tls", ...)
+// stands for.
+func TransportOf(network string) Transport { return Transport(sip.NetworkToLower(network)) }
+
 // RealmSpec is the desired state of one realm.
 type RealmSpec struct {
 	Name string
@@ -363,6 +367,22 @@ func (r *Realm) Advertise() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.spec.Advertise
+}
+
+// ContactURI is psigate's own URI in the realm for a transport: the
+// advertised host and that transport's port, with a transport parameter
+// for TCP and TLS; the UDP port and no parameter when the realm does not
+// listen on that transport.
+func (r *Realm) ContactURI(t Transport) sip.Uri {
+	port := r.Port(t)
+	if port == 0 {
+		port, t = r.Port(UDP), UDP
+	}
+	u := sip.Uri{Scheme: "sip", Host: r.Advertise(), Port: port}
+	if t != UDP {
+		u.UriParams = sip.HeaderParams{{K: "transport", V: string(t)}}
+	}
+	return u
 }
 
 // Port is the realm's listening port for a transport, 0 if none.

@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -152,5 +153,34 @@ func TestRealmDialsOnlyWhereAllowed(t *testing.T) {
 	case <-accepted:
 	case <-time.After(2 * time.Second):
 		t.Fatal("the allowed connection was not opened")
+	}
+}
+
+func TestContactURI(t *testing.T) {
+	st := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer st.Close()
+	udp, tcp := freePort(t, "udp"), freePort(t, "tcp")
+	spec := RealmSpec{Name: "core", Advertise: "192.0.2.7", Listeners: []Listener{
+		{Transport: UDP, Addr: netip.AddrPortFrom(lo, uint16(udp))},
+		{Transport: TCP, Addr: netip.AddrPortFrom(lo, uint16(tcp))},
+	}}
+	if err := st.Apply(context.Background(), []RealmSpec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	r := st.Realm("core")
+	for _, tc := range []struct {
+		network string
+		want    string
+	}{
+		{"UDP", fmt.Sprintf("sip:192.0.2.7:%d", udp)},
+		{"tcp", fmt.Sprintf("sip:192.0.2.7:%d;transport=tcp", tcp)},
+		{"TCP", fmt.Sprintf("sip:192.0.2.7:%d;transport=tcp", tcp)},
+		// No TLS listener: the UDP port, without a transport parameter.
+		{"TLS", fmt.Sprintf("sip:192.0.2.7:%d", udp)},
+	} {
+		u := r.ContactURI(TransportOf(tc.network))
+		if got := u.String(); got != tc.want {
+			t.Errorf("ContactURI(%s) = %s, want %s", tc.network, got, tc.want)
+		}
 	}
 }
