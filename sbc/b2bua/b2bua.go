@@ -148,16 +148,7 @@ type CallInfo struct {
 
 // Calls lists the calls in progress with their media state.
 func (b *B2BUA) Calls() []CallInfo {
-	b.mu.Lock()
-	seen := map[*call]bool{}
-	var list []*call
-	for _, c := range b.calls {
-		if !seen[c] {
-			seen[c] = true
-			list = append(list, c)
-		}
-	}
-	b.mu.Unlock()
+	list := b.live()
 	out := make([]CallInfo, 0, len(list))
 	for _, c := range list {
 		info := c.info
@@ -183,14 +174,22 @@ func (b *B2BUA) forget(ids ...string) {
 }
 
 // Active is the number of calls in progress.
-func (b *B2BUA) Active() int {
+func (b *B2BUA) Active() int { return len(b.live()) }
+
+// live is each call in progress once (b.calls holds it under both legs'
+// dialog IDs).
+func (b *B2BUA) live() []*call {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	seen := map[*call]bool{}
+	seen := make(map[*call]bool, len(b.calls)/2)
+	list := make([]*call, 0, len(b.calls)/2)
 	for _, c := range b.calls {
-		seen[c] = true
+		if !seen[c] {
+			seen[c] = true
+			list = append(list, c)
+		}
 	}
-	return len(seen)
+	return list
 }
 
 // errStatus carries the response a failed call leg ends with.
