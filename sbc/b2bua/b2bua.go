@@ -336,14 +336,21 @@ func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, offer []byte
 	if host, port, err := net.SplitHostPort(sub.Source); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
 	}
-	out := sip.NewRequest(sip.INVITE, ruri)
-	out.SetTransport(sub.Transport)
-	out.SetDestination(sub.Source)
-	from := sip.FromHeader{DisplayName: in.From().DisplayName, Address: *in.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
 	var to sip.ToHeader
 	if err := sip.ParseUri(sub.AOR, &to.Address); err != nil {
 		to.Address = contact
 	}
+	return newInvite(ruri, sub.Transport, sub.Source, in, to, offer)
+}
+
+// newInvite is an outgoing leg's INVITE to ruri, sent over transport to
+// dest: the caller's From with a new tag, to as To, offer as SDP body.
+// The dialog layer adds Via, Call-ID, CSeq and Contact.
+func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip.ToHeader, offer []byte) *sip.Request {
+	out := sip.NewRequest(sip.INVITE, ruri)
+	out.SetTransport(transport)
+	out.SetDestination(dest)
+	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: *caller.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
 	out.AppendHeader(&from)
 	out.AppendHeader(&to)
 	out.SetBody(offer)
@@ -537,17 +544,8 @@ func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
 	if t := signal.TransportOf(target.Transport); t != signal.UDP {
 		ruri.UriParams = sip.HeaderParams{{K: "transport", V: string(t)}}
 	}
-	out := sip.NewRequest(sip.INVITE, ruri)
-	out.SetTransport(target.Transport)
-	out.SetDestination(target.Addr)
-	from := sip.FromHeader{DisplayName: in.From().DisplayName, Address: *in.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
 	to := sip.ToHeader{DisplayName: in.To().DisplayName, Address: *in.To().Address.Clone()}
-	out.AppendHeader(&from)
-	out.AppendHeader(&to)
-	out.SetBody(offer)
-	ct := sip.ContentTypeHeader("application/sdp")
-	out.AppendHeader(&ct)
-	return out
+	return newInvite(ruri, target.Transport, target.Addr, in, to, offer)
 }
 
 // HandleAck takes an ACK on any realm.
