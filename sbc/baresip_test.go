@@ -46,8 +46,8 @@ import (
 // v1.0.0 (arch/os)"), so the test reads the one baresip sent from its SIP
 // trace (-s) and checks the SBC and Kamailio kept exactly that.
 func TestBaresipRegistersOverTLS(t *testing.T) {
-	bin := baresipPeer(t)
-	modules := baresipSBCModuleDir(t)
+	bin := sbctest.FindPeer(t, "baresip", "baresip-core")
+	modules := sbctest.BaresipModules(t, "account.so")
 
 	const user, pass, domain = "3001", "pw-3001-tls", sbctest.KamailioRealm
 	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: map[string]string{user: pass}})
@@ -291,37 +291,6 @@ func baresipTestCertificate(t *testing.T) (tls.Certificate, []byte) {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-// baresipPeer finds baresip; without it the test is skipped, unless
-// PSIGATE_REQUIRE_PEERS=1 (CI), where a missing peer is a failure.
-func baresipPeer(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("baresip")
-	if err != nil {
-		baresipMissing(t, fmt.Sprintf("baresip not found (%v); install the Debian package baresip-core", err))
-	}
-	return path
-}
-
-func baresipMissing(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("PSIGATE_REQUIRE_PEERS") == "1" {
-		t.Fatal(msg + " (PSIGATE_REQUIRE_PEERS=1)")
-	}
-	t.Skip(msg)
-}
-
-// baresipSBCModuleDir is where baresip's modules live: Debian's path first.
-func baresipSBCModuleDir(t *testing.T) string {
-	t.Helper()
-	for _, d := range []string{"/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules", "/usr/lib64/baresip/modules"} {
-		if _, err := os.Stat(filepath.Join(d, "account.so")); err == nil {
-			return d
-		}
-	}
-	baresipMissing(t, "baresip modules (account.so) not found; install the Debian package baresip-core")
-	return ""
 }
 
 // writeBaresipSBCConfig writes a config directory for a headless baresip

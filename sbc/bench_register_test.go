@@ -67,7 +67,7 @@ func BenchmarkRegisterThroughSBCReference(b *testing.B) {
 // benchWarmUsers after them, and returns SIPp's path and the two
 // injection files.
 func benchKamailio(b *testing.B, n int) (bin string, k *sbctest.Kamailio, inf, warmInf string) {
-	bin = findSIPp(b)
+	bin = sbctest.FindPeer(b, "sipp", "sip-tester")
 	users, inf := sippUsers(b, benchFirstUser, n)
 	warm, warmInf := sippUsers(b, benchFirstUser+n, benchWarmUsers)
 	maps.Copy(users, warm)

@@ -34,23 +34,6 @@ import (
 // sippScenario is the registration scenario.
 const sippScenario = "testdata/sipp/register.xml"
 
-// findSIPp returns the path of the sipp program, or ends the test as
-// sbctest does for Kamailio: skipped, or failed when
-// PSIGATE_REQUIRE_PEERS=1.
-func findSIPp(tb testing.TB) string {
-	tb.Helper()
-	path, err := exec.LookPath("sipp")
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("sipp not found (%v); install the Debian package sip-tester", err)
-	if os.Getenv("PSIGATE_REQUIRE_PEERS") == "1" {
-		tb.Fatal(msg + " (PSIGATE_REQUIRE_PEERS=1)")
-	}
-	tb.Skip(msg + ", or set PSIGATE_REQUIRE_PEERS=1 to make this a failure")
-	return ""
-}
-
 // sippUser is the name of the i-th user of a range; sippPassword its
 // password at Kamailio.
 func sippUser(i int) string           { return strconv.Itoa(i) }
@@ -405,7 +388,7 @@ func sippSBC(tb testing.TB, k *sbctest.Kamailio, accessTCP bool) (s *Service, ac
 // realm, and the SBC holds the 300 bindings.
 func TestSIPpRegistersHundredsOfUsers(t *testing.T) {
 	const first, n = 2000, 300
-	bin := findSIPp(t)
+	bin := sbctest.FindPeer(t, "sipp", "sip-tester")
 	users, inf := sippUsers(t, first, n)
 	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: users})
 	s, sbcAddr, _ := startService(t, []Node{

@@ -34,38 +34,6 @@ import (
 	"github.com/psigate/psigate/sbc/sbctest"
 )
 
-// requirePeer finds an external program the interop tests run. Without
-// it the test is skipped, unless PSIGATE_REQUIRE_PEERS=1 (CI), where a
-// missing peer is a failure.
-func requirePeer(t *testing.T, name, hint string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		peerMissing(t, fmt.Sprintf("%s not found (%v); %s", name, err, hint))
-	}
-	return path
-}
-
-func peerMissing(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("PSIGATE_REQUIRE_PEERS") == "1" {
-		t.Fatal(msg + " (PSIGATE_REQUIRE_PEERS=1)")
-	}
-	t.Skip(msg)
-}
-
-// baresipModuleDir is where baresip's modules live: Debian's path first.
-func baresipModuleDir(t *testing.T) string {
-	t.Helper()
-	for _, d := range []string{"/usr/lib/baresip/modules", "/usr/local/lib/baresip/modules", "/usr/lib64/baresip/modules"} {
-		if _, err := os.Stat(filepath.Join(d, "srtp.so")); err == nil {
-			return d
-		}
-	}
-	peerMissing(t, "baresip modules (srtp.so) not found; install the Debian package baresip-core")
-	return ""
-}
-
 // The tone baresip sends as its microphone.
 const (
 	toneHz        = 1000
@@ -79,8 +47,8 @@ const (
 // answer into an SRTP answer to baresip. The tone must arrive at the PBX
 // decrypted, in G.711, as a 1 kHz tone.
 func TestBaresipSRTPToPlainRTP(t *testing.T) {
-	bin := requirePeer(t, "baresip", "install the Debian package baresip-core")
-	modules := baresipModuleDir(t)
+	bin := sbctest.FindPeer(t, "baresip", "baresip-core")
+	modules := sbctest.BaresipModules(t, "srtp.so")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)

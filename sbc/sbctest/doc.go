@@ -13,8 +13,9 @@
 // (digest authentication written out, connections kept open), for load
 // tests of the SBC's TLS access realm: Debian's SIPp has no TLS.
 //
-// When the kamailio program is not installed the test is skipped, unless the
-// environment sets PSIGATE_REQUIRE_PEERS=1 (as .ci/run does), where it fails.
-// On Debian it comes with the package kamailio; every module used is in that
-// package.
+// FindPeer finds any such program (kamailio, sipp, baresip) and
+// BaresipModules baresip's modules. When a peer is not installed the test
+// is skipped, unless the environment sets PSIGATE_REQUIRE_PEERS=1 (as
+// .ci/run does), where it fails (PeerMissing). On Debian Kamailio comes
+// with the package kamailio; every module used is in that package.
 package sbctest

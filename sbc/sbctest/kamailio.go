@@ -145,7 +145,7 @@ func (r Request) String() string {
 // Kamailios started here.
 func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 	t.Helper()
-	bin := findKamailio(t)
+	bin := FindPeer(t, "kamailio", "kamailio", "/usr/sbin", "/usr/local/sbin")
 
 	listen := opts.Listen
 	if !listen.IsValid() {
@@ -331,27 +331,6 @@ type kamailioProc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd.Wait has returned
 	err    error         // cmd.Wait's error, set before exited closes
-}
-
-// findKamailio returns the path of the kamailio program, or ends the test:
-// skipped, or failed when PSIGATE_REQUIRE_PEERS=1.
-func findKamailio(t testing.TB) string {
-	t.Helper()
-	path, err := exec.LookPath("kamailio")
-	if err != nil {
-		// As a normal user /usr/sbin may not be on PATH.
-		for _, p := range []string{"/usr/sbin/kamailio", "/usr/local/sbin/kamailio"} {
-			if fi, serr := os.Stat(p); serr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-				return p
-			}
-		}
-		msg := fmt.Sprintf("sbctest: kamailio not found (%v); install the Debian package kamailio", err)
-		if os.Getenv("PSIGATE_REQUIRE_PEERS") == "1" {
-			t.Fatal(msg + " (PSIGATE_REQUIRE_PEERS=1)")
-		}
-		t.Skip(msg + ", or set PSIGATE_REQUIRE_PEERS=1 to make this a failure")
-	}
-	return path
 }
 
 func checkUser(user, pass string) error {
