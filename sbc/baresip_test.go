@@ -6,17 +6,10 @@ package sbc
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -52,7 +45,8 @@ func TestBaresipRegistersOverTLS(t *testing.T) {
 	const user, pass, domain = "3001", "pw-3001-tls", sbctest.KamailioRealm
 	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: map[string]string{user: pass}})
 
-	cert, certPEM := baresipTestCertificate(t)
+	tc := sbctest.NewCertificate(t)
+	cert, certPEM := tc.TLS, tc.PEM
 	s, tlsPort, corePort := startTLSService(t, k.Addr, cert)
 
 	dir := t.TempDir()
@@ -261,36 +255,6 @@ func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (s 
 		time.Sleep(50 * time.Millisecond)
 	}
 	return s, tlsPort, corePort
-}
-
-// baresipTestCertificate is a self-signed ECDSA certificate for 127.0.0.1,
-// usable as its own CA; the PEM is the certificate alone.
-func baresipTestCertificate(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "127.0.0.1", Organization: []string{"psigate test"}},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // writeBaresipSBCConfig writes a config directory for a headless baresip

@@ -9,18 +9,12 @@ package sbc
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -389,7 +383,8 @@ type tortureHarness struct {
 func TestSIPTorture(t *testing.T) {
 	msgs := loadTortureCorpus(t)
 	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{Users: map[string]string{"user": "torture-4475"}})
-	cert, tlsClient := tortureCertificate(t)
+	tc := sbctest.NewCertificate(t)
+	cert, tlsClient := tc.TLS, &tls.Config{RootCAs: tc.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 
 	var logs tortureLog
 	t.Cleanup(func() {
@@ -548,39 +543,6 @@ func tortureFreePorts(t *testing.T, n int) [][3]int {
 		}
 	}
 	return out
-}
-
-// tortureCertificate makes a self-signed certificate for 127.0.0.1 and the
-// client configuration that trusts it.
-func tortureCertificate(t *testing.T) (tls.Certificate, *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(4475),
-		Subject:               pkix.Name{CommonName: "psigate torture test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 }
 
 // tortureLog collects the SBCs' log, for a failing test.

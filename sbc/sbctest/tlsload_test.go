@@ -3,16 +3,10 @@ package sbctest
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -42,7 +36,8 @@ func TestRegisterTLSThroughSBC(t *testing.T) {
 	users["mallory"] = "the-right-one"
 	k := StartKamailio(t, KamailioOptions{Users: users})
 
-	cert, pool := testCertificate(t)
+	tc := NewCertificate(t)
+	cert, pool := tc.TLS, tc.Pool
 	s, target := startTLSSBC(t, k.Addr, cert)
 
 	passwords := map[string]string{"mallory": "a-wrong-one"}
@@ -227,36 +222,4 @@ func startTLSSBC(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (*sbc.S
 		}
 	})
 	return s, netip.AddrPortFrom(lo, uint16(tlsPort))
-}
-
-// testCertificate is a self-signed ECDSA certificate for 127.0.0.1 and a
-// pool that trusts it.
-func testCertificate(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "127.0.0.1", Organization: []string{"psigate sbctest"}},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
 }
