@@ -107,6 +107,10 @@ var tortureRules = map[string]tortureRule{
 	// RFC 4475 3.2.1: reject with 400, or fall back to RFC 2543
 	// transaction matching and answer.
 	"valid/badbranch": {also: []int{400}},
+	// The INVITE after the REGISTER has no Contact, which RFC 3261
+	// 8.1.1.8 requires of a request that makes a dialog: 400. On a
+	// stream the CRLF between the two usually ends the connection first.
+	"valid/dblreq": {also: []int{400}},
 	// RFC 3261 8.2.2.3: a UAS that does not understand an option tag in
 	// Require MUST answer 420 (Bad Extension) listing it in Unsupported;
 	// psigate answers OPTIONS itself, as a UAS.

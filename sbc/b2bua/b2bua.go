@@ -360,11 +360,16 @@ func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip
 }
 
 // checkInvite refuses what no PBX should see: headers in the Request-URI
-// (RFC 4475 3.1.2.11: never turn them into real headers), a body that is
-// not SDP (415 with Accept), and an Accept that excludes SDP (406).
+// (RFC 4475 3.1.2.11: never turn them into real headers), no Contact
+// (RFC 3261 section 8.1.1.8: a request that makes a dialog MUST have
+// one), a body that is not SDP (415 with Accept), and an Accept that
+// excludes SDP (406).
 func checkInvite(req *sip.Request) (int, string, []sip.Header) {
 	if len(req.Recipient.Headers) > 0 {
 		return 400, "Headers In Request-URI", nil
+	}
+	if req.Contact() == nil {
+		return 400, "Missing Contact", nil
 	}
 	if ct := req.ContentType(); len(req.Body()) > 0 && (ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp")) {
 		return 415, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp")}

@@ -1,0 +1,63 @@
+package b2bua
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+func TestCheckInvite(t *testing.T) {
+	const sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	invite := func(ruri string, headers ...string) string {
+		return "INVITE " + ruri + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-check\r\n" +
+			"From: <sip:1001@127.0.0.1>;tag=a\r\nTo: <sip:2001@127.0.0.1>\r\n" +
+			"Call-ID: check@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n" +
+			strings.Join(headers, "") +
+			"Content-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	}
+	const contact, ctype = "Contact: <sip:1001@127.0.0.1:5070>\r\n", "Content-Type: application/sdp\r\n"
+	for _, tc := range []struct {
+		name   string
+		raw    string
+		code   int
+		header string // a header the refusal must carry
+	}{
+		{"good", invite("sip:2001@127.0.0.1", contact, ctype), 0, ""},
+		{"good, Accept any", invite("sip:2001@127.0.0.1", contact, ctype, "Accept: text/plain, */*\r\n"), 0, ""},
+		{"good, content type with parameters", invite("sip:2001@127.0.0.1", contact, "Content-Type: Application/SDP; charset=utf-8\r\n"), 0, ""},
+		{"headers in Request-URI", invite("sip:2001@127.0.0.1?Route=%3Csip:evil%3E", contact, ctype), 400, ""},
+		{"no Contact", invite("sip:2001@127.0.0.1", ctype), 400, ""},
+		{"body not SDP", invite("sip:2001@127.0.0.1", contact, "Content-Type: text/plain\r\n"), 415, "Accept"},
+		{"body without Content-Type", invite("sip:2001@127.0.0.1", contact), 415, "Accept"},
+		{"Accept without SDP", invite("sip:2001@127.0.0.1", contact, ctype, "Accept: text/plain\r\n"), 406, "Warning"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, err := sip.ParseMessage([]byte(tc.raw))
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			code, reason, hdrs := checkInvite(msg.(*sip.Request))
+			if code != tc.code {
+				t.Fatalf("checkInvite = %d %s, want %d", code, reason, tc.code)
+			}
+			if code != 0 && reason == "" {
+				t.Error("refusal without a reason phrase")
+			}
+			if tc.header != "" && !hasHeader(hdrs, tc.header) {
+				t.Errorf("%d %s without %s: %v", code, reason, tc.header, hdrs)
+			}
+		})
+	}
+}
+
+func hasHeader(hdrs []sip.Header, name string) bool {
+	for _, h := range hdrs {
+		if strings.EqualFold(h.Name(), name) {
+			return true
+		}
+	}
+	return false
+}
