@@ -260,7 +260,8 @@ type callRig struct {
 	invites   chan *sip.Request // INVITEs the client received
 	svc       *Service
 	pbx       *pbxPhone
-	access    string
+	access    string // the access realm's UDP address
+	accessTCP string // and its TCP address
 	client    *sipgo.DialogClientCache
 	byes      chan struct{} // BYEs the client received
 	rtp       *net.UDPConn
@@ -276,10 +277,13 @@ func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	p, _ := strconv.Atoi(port)
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
 	lo := netip.MustParseAddr("127.0.0.1")
-	accessPort, corePort := freeUDPPort(t), freeTCPPort(t)
+	accessPort, corePort, accessTCP := freeUDPPort(t), freeTCPPort(t), freeTCPPort(t)
+	for accessTCP == corePort {
+		accessTCP = freeTCPPort(t)
+	}
 	s := NewService(slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), nil, nil)
 	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
-		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort, MediaMin: 35200, MediaMax: 35299},
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: accessPort, TCP: accessTCP, MediaMin: 35200, MediaMax: 35299},
 		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort, MediaMin: 35300, MediaMax: 35399},
 	}}); err != nil {
 		t.Fatal(err)
@@ -299,7 +303,7 @@ func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	}
 	go srv.ServeUDP(conn)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(conn.LocalAddr().(*net.UDPAddr).Port))
-	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), core: corePort, byes: make(chan struct{}, 1),
+	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), accessTCP: "127.0.0.1:" + strconv.Itoa(accessTCP), core: corePort, byes: make(chan struct{}, 1),
 		clientSIP: conn.LocalAddr().(*net.UDPAddr).Port, cl: cl, invites: make(chan *sip.Request, 1)}
 	r.client = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
 	answers := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
@@ -328,11 +332,18 @@ func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 // answer; it returns the dialog and the final status.
 func (r *callRig) call() (*sipgo.DialogClientSession, int) {
 	r.t.Helper()
+	return r.callOver("UDP", r.access)
+}
+
+// callOver is call over a transport to one of the access realm's
+// addresses.
+func (r *callRig) callOver(transport, access string) (*sipgo.DialogClientSession, int) {
+	r.t.Helper()
 	offer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "127.0.0.1", Port: atoiTest(strings.Split(r.access, ":")[1])})
-	req.SetDestination(r.access)
-	req.SetTransport("UDP")
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: "127.0.0.1", Port: atoiTest(strings.Split(access, ":")[1])})
+	req.SetDestination(access)
+	req.SetTransport(transport)
 	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
 	ct := sip.ContentTypeHeader("application/sdp")
@@ -385,6 +396,33 @@ func TestPBXHangsUp(t *testing.T) {
 		t.Fatal("the client got no BYE")
 	}
 	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
+}
+
+// TestContactFollowsTransport: psigate's Contact in a call names the
+// transport and port the call came in on, whatever the realm's earlier
+// calls used.
+func TestContactFollowsTransport(t *testing.T) {
+	r := newCallRig(t, startPBXPhone(t))
+	for _, tc := range []struct{ transport, addr, want string }{
+		{"UDP", r.access, "sip:" + r.access},
+		{"TCP", r.accessTCP, "sip:" + r.accessTCP + ";transport=tcp"},
+		{"UDP", r.access, "sip:" + r.access},
+	} {
+		dc, code := r.callOver(tc.transport, tc.addr)
+		if code != 200 {
+			t.Fatalf("call over %s: final status %d", tc.transport, code)
+		}
+		c := dc.InviteResponse.Contact()
+		if c == nil || c.Address.String() != tc.want {
+			t.Errorf("call over %s: Contact %v, want <%s>", tc.transport, c, tc.want)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := dc.Bye(ctx); err != nil {
+			t.Errorf("BYE over %s: %v", tc.transport, err)
+		}
+		cancel()
+		waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
+	}
 }
 
 // testLog sends log lines to the test's log.

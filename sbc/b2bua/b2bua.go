@@ -73,16 +73,16 @@ type B2BUA struct {
 
 	mu       sync.Mutex
 	settings Settings
-	servers  map[*signal.Realm]*sipgo.DialogServerCache
-	clients  map[*signal.Realm]*sipgo.DialogClientCache
+	servers  map[cacheKey]*sipgo.DialogServerCache
+	clients  map[cacheKey]*sipgo.DialogClientCache
 	calls    map[string]*call // by dialog ID, both legs
 }
 
 // New returns a B2BUA; Configure must be called before calls arrive.
 func New(realms Realms, engine *relay.Engine, log *slog.Logger) *B2BUA {
 	return &B2BUA{realms: realms, engine: engine, log: log,
-		servers: map[*signal.Realm]*sipgo.DialogServerCache{},
-		clients: map[*signal.Realm]*sipgo.DialogClientCache{},
+		servers: map[cacheKey]*sipgo.DialogServerCache{},
+		clients: map[cacheKey]*sipgo.DialogClientCache{},
 		calls:   map[string]*call{}}
 }
 
@@ -98,13 +98,22 @@ func contact(r *signal.Realm, transport signal.Transport) sip.ContactHeader {
 	return sip.ContactHeader{Address: r.ContactURI(transport)}
 }
 
+// cacheKey is a realm and a transport: sipgo's dialog caches give every
+// dialog the one Contact they are made with, so there is one cache per
+// realm and transport.
+type cacheKey struct {
+	realm     *signal.Realm
+	transport signal.Transport
+}
+
 func (b *B2BUA) serverCache(r *signal.Realm, transport signal.Transport) *sipgo.DialogServerCache {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.servers[r]
+	k := cacheKey{r, transport}
+	c := b.servers[k]
 	if c == nil {
 		c = sipgo.NewDialogServerCache(r.Client, contact(r, transport))
-		b.servers[r] = c
+		b.servers[k] = c
 	}
 	return c
 }
@@ -112,10 +121,11 @@ func (b *B2BUA) serverCache(r *signal.Realm, transport signal.Transport) *sipgo.
 func (b *B2BUA) clientCache(r *signal.Realm, transport signal.Transport) *sipgo.DialogClientCache {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.clients[r]
+	k := cacheKey{r, transport}
+	c := b.clients[k]
 	if c == nil {
 		c = sipgo.NewDialogClientCache(r.Client, contact(r, transport))
-		b.clients[r] = c
+		b.clients[k] = c
 	}
 	return c
 }
