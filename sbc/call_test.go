@@ -18,6 +18,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/psigate/psigate/sbc/b2bua"
 	"github.com/psigate/psigate/sbc/media/sdes"
 	"github.com/psigate/psigate/sbc/sbctest"
 )
@@ -37,6 +38,13 @@ type pbxPhone struct {
 	byes      chan struct{}
 	// calls makes the PBX's own calls (to subscribers).
 	calls *sipgo.DialogClientCache
+	// answerHeaders go into its 200 to an INVITE.
+	answerHeaders []sip.Header
+	// holdReinvite keeps a re-INVITE unanswered until it is closed.
+	holdReinvite chan struct{}
+	// inDialog hears every request inside a dialog but BYE and ACK.
+	inDialog chan *sip.Request
+	cl       *sipgo.Client
 }
 
 func startPBXPhone(t *testing.T) *pbxPhone {
@@ -52,7 +60,7 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pbxPhone{addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
+	p := &pbxPhone{cl: cl, addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), inDialog: make(chan *sip.Request, 16)}
 	port, _ := strconv.Atoi(strings.Split(p.addr, ":")[1])
 	cache := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
 	record := func(req *sip.Request) {
@@ -60,7 +68,43 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 		p.reqs = append(p.reqs, req.Clone())
 		p.mu.Unlock()
 	}
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}}
+	// inDialog answers a request inside a dialog: 200, with an SDP
+	// answer (or offer) for a re-INVITE or UPDATE.
+	inDialog := func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		if req.To().Params.Has("tag") {
+			p.inDialog <- req.Clone()
+		}
+		if req.IsInvite() && p.holdReinvite != nil {
+			<-p.holdReinvite
+		}
+		var body []byte
+		if req.IsInvite() || req.Method == sip.UPDATE {
+			body = pbxAnswer(req.Body(), rtpConn.LocalAddr().(*net.UDPAddr).Port)
+		}
+		code, reason := 200, "OK"
+		if req.Method == sip.REFER {
+			code, reason = 202, "Accepted"
+		}
+		res := sip.NewResponseFromRequest(req, code, reason, body)
+		if len(body) > 0 {
+			ct := sip.ContentTypeHeader("application/sdp")
+			res.AppendHeader(&ct)
+		}
+		if req.IsInvite() || req.Method == sip.UPDATE {
+			res.AppendHeader(contact.Clone())
+		}
+		tx.Respond(res)
+	}
+	for _, on := range []func(sipgo.RequestHandler){srv.OnUpdate, srv.OnInfo, srv.OnRefer, srv.OnNotify, srv.OnMessage, srv.OnOptions} {
+		on(inDialog)
+	}
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.To().Params.Has("tag") {
+			inDialog(req, tx)
+			return
+		}
 		record(req)
 		ds, err := cache.ReadInvite(req, tx)
 		if err != nil {
@@ -77,7 +121,7 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 			ds.Respond(486, "Busy Here", nil)
 			return
 		}
-		ds.RespondSDP(pbxAnswer(req.Body(), rtpConn.LocalAddr().(*net.UDPAddr).Port))
+		ds.Respond(200, "OK", pbxAnswer(req.Body(), rtpConn.LocalAddr().(*net.UDPAddr).Port), append([]sip.Header{sdpType()}, p.answerHeaders...)...)
 		if p.hangup {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -107,15 +151,48 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	return p
 }
 
-// pbxAnswer accepts the first offered codec with plain RTP at port.
+// pbxAnswer accepts the first offered codec with plain RTP at port, in
+// the direction that matches the offer's; without an offer it offers
+// G.711.
 func pbxAnswer(offer []byte, port int) []byte {
+	head := "v=0\r\no=OS4K 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	if len(offer) == 0 {
+		return []byte(head + "m=audio " + strconv.Itoa(port) + " RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+	}
 	var d sdp.SessionDescription
 	if err := d.Unmarshal(offer); err != nil || len(d.MediaDescriptions) == 0 {
 		return nil
 	}
-	pt := d.MediaDescriptions[0].MediaName.Formats[0]
-	return []byte("v=0\r\no=OS4K 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
-		"m=audio " + strconv.Itoa(port) + " RTP/AVP " + pt + "\r\na=sendrecv\r\n")
+	m := d.MediaDescriptions[0]
+	dir := "sendrecv"
+	for _, a := range m.Attributes {
+		switch a.Key {
+		case "sendonly":
+			dir = "recvonly"
+		case "recvonly":
+			dir = "sendonly"
+		case "inactive":
+			dir = "inactive"
+		}
+	}
+	return []byte(head + "m=audio " + strconv.Itoa(port) + " RTP/AVP " + m.MediaName.Formats[0] + "\r\na=" + dir + "\r\n")
+}
+
+func sdpType() sip.Header {
+	ct := sip.ContentTypeHeader("application/sdp")
+	return &ct
+}
+
+// invite is the first INVITE the PBX received.
+func (p *pbxPhone) invite(t *testing.T) *sip.Request {
+	t.Helper()
+	for _, req := range p.requests() {
+		if req.IsInvite() {
+			return req
+		}
+	}
+	t.Fatal("the PBX got no INVITE")
+	return nil
 }
 
 func (p *pbxPhone) requests() []*sip.Request {
@@ -198,7 +275,7 @@ func TestCallFromClientToPBX(t *testing.T) {
 	}
 
 	// Topology: the PBX saw its own leg only.
-	inv := pbx.requests()[0]
+	inv := pbx.invite(t)
 	for _, leak := range []string{"client-tag", req.CallID().Value(), strconv.Itoa(clientRTP.LocalAddr().(*net.UDPAddr).Port), key.String()} {
 		if strings.Contains(inv.String(), leak) {
 			t.Errorf("the PBX's INVITE contains %q from the client:\n%s", leak, inv)
@@ -265,6 +342,8 @@ type callRig struct {
 	client    *sipgo.DialogClientCache
 	byes      chan struct{} // BYEs the client received
 	rtp       *net.UDPConn
+	inDialog  chan *sip.Request // other requests the client received in a dialog
+	records   chan b2bua.Record // the SBC's call detail records
 }
 
 func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
@@ -304,10 +383,34 @@ func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	go srv.ServeUDP(conn)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(conn.LocalAddr().(*net.UDPAddr).Port))
 	r := &callRig{t: t, svc: s, pbx: pbx, access: "127.0.0.1:" + strconv.Itoa(accessPort), accessTCP: "127.0.0.1:" + strconv.Itoa(accessTCP), core: corePort, byes: make(chan struct{}, 1),
-		clientSIP: conn.LocalAddr().(*net.UDPAddr).Port, cl: cl, invites: make(chan *sip.Request, 1)}
+		clientSIP: conn.LocalAddr().(*net.UDPAddr).Port, cl: cl, invites: make(chan *sip.Request, 1),
+		inDialog: make(chan *sip.Request, 16), records: make(chan b2bua.Record, 16)}
+	s.OnCallEnd(func(rec b2bua.Record) { r.records <- rec })
 	r.client = sipgo.NewDialogClientCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
 	answers := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.99", Port: 5099}})
+	inDialog := func(req *sip.Request, tx sip.ServerTransaction) {
+		r.inDialog <- req.Clone()
+		code, reason, body := 200, "OK", []byte(nil)
+		if req.Method == sip.REFER {
+			code, reason = 202, "Accepted"
+		}
+		if req.IsInvite() {
+			body = clientAnswer(req.Body(), r.rtp.LocalAddr().(*net.UDPAddr).Port)
+		}
+		res := sip.NewResponseFromRequest(req, code, reason, body)
+		if len(body) > 0 {
+			res.AppendHeader(sdpType())
+		}
+		tx.Respond(res)
+	}
+	for _, on := range []func(sipgo.RequestHandler){srv.OnUpdate, srv.OnInfo, srv.OnRefer, srv.OnNotify, srv.OnMessage} {
+		on(inDialog)
+	}
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.To().Params.Has("tag") {
+			inDialog(req, tx)
+			return
+		}
 		ds, err := answers.ReadInvite(req, tx)
 		if err != nil {
 			return

@@ -89,6 +89,18 @@ type Service struct {
 	engine atomic.Pointer[relay.Engine]
 	ranges string
 	calls  atomic.Pointer[b2bua.B2BUA]
+	// callLog hears of every call that ends (may be nil).
+	callLog atomic.Pointer[func(b2bua.Record)]
+}
+
+// OnCallEnd sets where call detail records go: f is called once for
+// every call, answered or not, when it ends; it must not block.
+func (s *Service) OnCallEnd(f func(b2bua.Record)) { s.callLog.Store(&f) }
+
+func (s *Service) callEnded(r b2bua.Record) {
+	if f := s.callLog.Load(); f != nil && *f != nil {
+		(*f)(r)
+	}
 }
 
 // NewService returns a service with no listeners yet; records (may be
@@ -109,6 +121,10 @@ func (s *Service) install(r *signal.Realm) {
 		return signal.Guard(s.log, h)
 	}
 	r.Server.OnOptions(guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		if calls := s.calls.Load(); calls != nil && req.To().Params.Has("tag") {
+			calls.HandleRequest(r, req, tx)
+			return
+		}
 		signal.Respond(s.log, tx, req, 200, "OK", sip.NewHeader("Allow", allow), sip.NewHeader("Accept", "application/sdp"))
 	}))
 	r.Server.OnRegister(guard(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -144,13 +160,29 @@ func (s *Service) install(r *signal.Realm) {
 		}
 		calls.HandleBye(r, req, tx)
 	}))
+	// Requests inside a call's dialog; outside one they have nothing
+	// to go to yet.
+	inDialog := guard(func(req *sip.Request, tx sip.ServerTransaction) {
+		calls := s.calls.Load()
+		if calls == nil || !req.To().Params.Has("tag") {
+			signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
+			return
+		}
+		calls.HandleRequest(r, req, tx)
+	})
+	r.Server.OnUpdate(inDialog)
+	r.Server.OnInfo(inDialog)
+	r.Server.OnRefer(inDialog)
+	r.Server.OnNotify(inDialog)
+	r.Server.OnMessage(inDialog)
+	r.Server.OnSubscribe(inDialog)
 	r.Server.OnNoRoute(guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		signal.Respond(s.log, tx, req, 501, "Not Implemented", sip.NewHeader("Allow", allow))
 	}))
 }
 
 // allow lists the methods psigate handles today.
-const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
+const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, SUBSCRIBE"
 
 // Apply reconciles listeners and settings to d.
 func (s *Service) Apply(ctx context.Context, d Desired) error {
@@ -478,6 +510,7 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		AccessRealm: access, CoreRealm: core, AccessMedia: legs[access], CoreMedia: coreLeg,
 		NoReply:    time.Duration(rs.InviteNoReplyTimeoutMs) * time.Millisecond,
 		NoAnswer:   time.Duration(rs.InviteNoAnswerTimeoutMs) * time.Millisecond,
+		OnEnd:      s.callEnded,
 		ProfileFor: func(ua string) media.Profile { return clientProfile(cfg, ua) },
 		Route: func() (b2bua.Target, error) {
 			n, err := s.nodes.Route("")

@@ -11,15 +11,11 @@
 package b2bua
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -52,13 +48,13 @@ type Settings struct {
 	// Seed 9.4.1.1 "INVITE No Reply timeout" and "INVITE No Answer
 	// timeout".
 	NoReply, NoAnswer time.Duration
+	// ToCore and ToAccess are the headers that cross towards the PBX and
+	// towards clients; nil means DefaultToCore and DefaultToAccess.
+	ToCore, ToAccess []string
+	// OnEnd hears of every call when it ends (may be nil); it must not
+	// block.
+	OnEnd func(Record)
 }
-
-// Why a call attempt was cancelled.
-var (
-	errCallerCancelled = errors.New("cancelled by the caller")
-	errNoAnswer        = errors.New("no answer in time")
-)
 
 // Realms finds a realm's SIP stack by name.
 type Realms interface {
@@ -130,32 +126,6 @@ func (b *B2BUA) clientCache(r *signal.Realm, transport signal.Transport) *sipgo.
 	return c
 }
 
-// call is one call: the client's dialog, the PBX's, the media.
-type call struct {
-	in     *sipgo.DialogServerSession
-	out    *sipgo.DialogClientSession
-	media  *media.Session
-	cancel context.CancelFunc
-	once   sync.Once
-	end    func()
-	info   CallInfo // what the portal shows; fixed at answer
-}
-
-// CallInfo describes a call in progress.
-type CallInfo struct {
-	// From and To are the caller's and the callee's URIs as dialled.
-	From, To string
-	// ToClient: the PBX called a subscriber (else a client called out).
-	ToClient bool
-	// CallerAgent is the caller's User-Agent.
-	CallerAgent string
-	Started     time.Time
-	// Codecs, SRTP and Stats are per media leg: caller, callee.
-	Codecs [2]string
-	SRTP   [2]bool
-	Stats  [2]relay.Stats
-}
-
 // Calls lists the calls in progress with their media state.
 func (b *B2BUA) Calls() []CallInfo {
 	list := b.live()
@@ -169,18 +139,44 @@ func (b *B2BUA) Calls() []CallInfo {
 	return out
 }
 
-func (b *B2BUA) remember(id string, c *call) {
-	b.mu.Lock()
-	b.calls[id] = c
-	b.mu.Unlock()
-}
-
-func (b *B2BUA) forget(ids ...string) {
+// remember files an established call under both legs' dialog IDs; its
+// forget undoes that.
+func (b *B2BUA) remember(c *call) {
+	ids := [2]string{c.legs[0].id(), c.legs[1].id()}
 	b.mu.Lock()
 	for _, id := range ids {
-		delete(b.calls, id)
+		b.calls[id] = c
 	}
 	b.mu.Unlock()
+	c.forget = func() {
+		b.mu.Lock()
+		for _, id := range ids {
+			if b.calls[id] == c {
+				delete(b.calls, id)
+			}
+		}
+		b.mu.Unlock()
+	}
+}
+
+// match finds the call and the leg an in-dialog request came on. The
+// caller's leg knows its dialog as UAS, the callee's as UAC: sipgo
+// orders the tags of the two IDs differently.
+func (b *B2BUA) match(req *sip.Request) (*call, *leg) {
+	uas, err1 := sip.DialogIDFromRequestUAS(req)
+	uac, err2 := sip.DialogIDFromRequestUAC(req)
+	if err1 != nil || err2 != nil {
+		return nil, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c := b.calls[uas]; c != nil && c.legs[relay.A].id() == uas {
+		return c, c.legs[relay.A]
+	}
+	if c := b.calls[uac]; c != nil && c.legs[relay.B].id() == uac {
+		return c, c.legs[relay.B]
+	}
+	return nil, nil
 }
 
 // Active is the number of calls in progress.
@@ -202,23 +198,16 @@ func (b *B2BUA) live() []*call {
 	return list
 }
 
-// errStatus carries the response a failed call leg ends with.
-type errStatus struct {
-	code   int
-	reason string
-}
-
-func (e *errStatus) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
-
-// HandleInvite takes a client's INVITE on the access realm.
+// HandleInvite takes an INVITE on any realm: a new call, or a re-INVITE
+// inside one.
 func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	if req.To().Params.Has("tag") {
+		b.HandleRequest(r, req, tx)
+		return
+	}
 	b.mu.Lock()
 	s := b.settings
 	b.mu.Unlock()
-	if req.To().Params.Has("tag") {
-		signal.Respond(b.log, tx, req, 501, "Re-INVITE Not Implemented")
-		return
-	}
 	if code, reason, hdrs := checkInvite(req); code != 0 {
 		signal.Respond(b.log, tx, req, code, reason, hdrs...)
 		return
@@ -233,18 +222,26 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	default:
 		code = 404
 	}
-	p.noReply, p.noAnswer = s.NoReply, s.NoAnswer
 	if code != 0 {
 		signal.Respond(b.log, tx, req, code, statusText(code))
 		return
 	}
-	in, err := b.serverCache(r, signal.TransportOf(req.Transport())).ReadInvite(req, tx)
+	p.noReply, p.noAnswer = s.NoReply, s.NoAnswer
+	p.headers = newHeaderSet(s.headers(p.toClient))
+	p.back = newHeaderSet(s.headers(!p.toClient))
+	transport := signal.TransportOf(req.Transport())
+	in, err := b.serverCache(r, transport).ReadInvite(req, tx)
 	if err != nil {
 		signal.Respond(b.log, tx, req, 400, "Bad INVITE")
 		return
 	}
 	_ = in.Respond(100, "Trying", nil)
-	if err := b.bridge(p, in, req, tx); err != nil {
+	caller := &leg{side: relay.A, uas: in, client: !p.toClient, contact: contact(r, transport), target: *req.Contact().Address.Clone(),
+		remoteCSeq: req.CSeq().SeqNo, seenCSeq: true, agent: agentOf(req)}
+	if caller.client {
+		caller.flow = req.Source()
+	}
+	if err := b.bridge(s, p, caller, req, tx); err != nil {
 		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
 	}
 }
@@ -261,18 +258,56 @@ func statusText(code int) string {
 	return "Error"
 }
 
+// headers is the allow-list towards the access realm or the core.
+func (s Settings) headers(toAccess bool) []string {
+	if toAccess {
+		if s.ToAccess != nil {
+			return s.ToAccess
+		}
+		return DefaultToAccess
+	}
+	if s.ToCore != nil {
+		return s.ToCore
+	}
+	return DefaultToCore
+}
+
+// message is what psigate reads and writes of requests and responses
+// alike.
+type message interface {
+	GetHeader(name string) sip.Header
+	Headers() []sip.Header
+	AppendHeader(h sip.Header)
+}
+
+func agentOf(m message) string {
+	for _, name := range []string{"User-Agent", "Server"} {
+		if h := m.GetHeader(name); h != nil {
+			return h.Value()
+		}
+	}
+	return ""
+}
+
 // plan is how a call crosses: the caller's and the callee's media legs,
 // the realm and transport of the outgoing leg, and its INVITE.
 type plan struct {
 	caller, callee media.Leg
 	realm          *signal.Realm
 	transport      signal.Transport
-	invite         func(offer []byte) *sip.Request
-	// flow, for a call to a client, is where its in-dialog requests go:
-	// the source it registered from, not its Contact (behind NAT).
-	flow string
+	invite         func(body []byte, contentType string) *sip.Request
+	// toClient: the PBX calls a subscriber. flow is then where its
+	// requests go: the source it registered from, not its Contact
+	// (behind NAT).
+	toClient bool
+	flow     string
 	// noReply and noAnswer bound the wait for the callee.
 	noReply, noAnswer time.Duration
+	// headers pass from the caller to the callee, back from the callee.
+	headers, back headerSet
+	// busyTone: turn the PBX's 486 and 600 into a busy tone for the
+	// client (seed Appendix A).
+	busyTone bool
 }
 
 // afterFunc is time.AfterFunc, never firing for a zero duration.
@@ -285,12 +320,8 @@ func afterFunc(d time.Duration, f func()) *time.Timer {
 
 // toPBX plans a client's call to the PBX.
 func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
-	ua := ""
-	if h := req.GetHeader("User-Agent"); h != nil {
-		ua = h.Value()
-	}
 	access := s.AccessMedia
-	access.Profile = s.ProfileFor(ua)
+	access.Profile = s.ProfileFor(agentOf(req))
 	target, err := s.Route()
 	if err != nil {
 		return plan{}, 503
@@ -300,7 +331,10 @@ func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
 		return plan{}, 503
 	}
 	return plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.TransportOf(target.Transport),
-		invite: func(offer []byte) *sip.Request { return outboundInvite(req, target, offer) }}, 0
+		busyTone: access.Profile.BusyTone,
+		invite: func(body []byte, ct string) *sip.Request {
+			return outboundInvite(req, target, body, ct)
+		}}, 0
 }
 
 // toClient plans the PBX's call to a subscriber: the Request-URI's user
@@ -326,7 +360,9 @@ func (b *B2BUA) toClient(s Settings, req *sip.Request) (plan, int) {
 	client := s.AccessMedia
 	client.Profile = s.ProfileFor(sub.UserAgent)
 	return plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.TransportOf(sub.Transport),
-		invite: func(offer []byte) *sip.Request { return clientInvite(req, sub, contactURI, offer) }, flow: sub.Source}, 0
+		invite: func(body []byte, ct string) *sip.Request {
+			return clientInvite(req, sub, contactURI, body, ct)
+		}, toClient: true, flow: sub.Source}, 0
 }
 
 // Subscriber is what a call to a registered client needs of its binding.
@@ -337,43 +373,50 @@ type Subscriber struct {
 
 // clientInvite is the INVITE to a subscriber: its Contact as
 // Request-URI, sent to the flow's source; the caller's From (new tag);
-// the subscriber's AOR as To.
-func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, offer []byte) *sip.Request {
-	// The Request-URI keeps the Contact's user and parameters but names
-	// the flow's address: a CANCEL follows the Request-URI, and the
-	// Contact is unreachable behind NAT.
+// the subscriber's AOR as To. The Request-URI keeps the Contact's user
+// and parameters but names the flow's address: a CANCEL follows the
+// Request-URI, and the Contact is unreachable behind NAT.
+func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, body []byte, ct string) *sip.Request {
 	ruri := *contact.Clone()
 	if host, port, err := net.SplitHostPort(sub.Source); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
 	}
+	return newInvite(ruri, sub.Transport, sub.Source, in, subscriberTo(sub, contact), body, ct)
+}
+
+// subscriberTo is the To of a call to a subscriber: its AOR.
+func subscriberTo(sub Subscriber, contact sip.Uri) sip.ToHeader {
 	var to sip.ToHeader
 	if err := sip.ParseUri(sub.AOR, &to.Address); err != nil {
 		to.Address = contact
 	}
-	return newInvite(ruri, sub.Transport, sub.Source, in, to, offer)
+	return to
 }
 
 // newInvite is an outgoing leg's INVITE to ruri, sent over transport to
-// dest: the caller's From with a new tag, to as To, offer as SDP body.
-// The dialog layer adds Via, Call-ID, CSeq and Contact.
-func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip.ToHeader, offer []byte) *sip.Request {
+// dest: the caller's From with a new tag, to as To, the body (an SDP
+// offer, or none for a late offer). The dialog layer adds Via, Call-ID,
+// CSeq and Contact.
+func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip.ToHeader, body []byte, contentType string) *sip.Request {
 	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(transport)
 	out.SetDestination(dest)
 	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: *caller.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
 	out.AppendHeader(&from)
 	out.AppendHeader(&to)
-	out.SetBody(offer)
-	ct := sip.ContentTypeHeader("application/sdp")
-	out.AppendHeader(&ct)
+	if len(body) > 0 {
+		out.SetBody(body)
+		ct := sip.ContentTypeHeader(contentType)
+		out.AppendHeader(&ct)
+	}
 	return out
 }
 
 // checkInvite refuses what no PBX should see: headers in the Request-URI
 // (RFC 4475 3.1.2.11: never turn them into real headers), no Contact
 // (RFC 3261 section 8.1.1.8: a request that makes a dialog MUST have
-// one), a body that is not SDP (415 with Accept), and an Accept that
-// excludes SDP (406).
+// one), a body that is neither SDP nor multipart with SDP (415 with
+// Accept), and an Accept that excludes SDP (406).
 func checkInvite(req *sip.Request) (int, string, []sip.Header) {
 	if len(req.Recipient.Headers) > 0 {
 		return 400, "Headers In Request-URI", nil
@@ -381,8 +424,14 @@ func checkInvite(req *sip.Request) (int, string, []sip.Header) {
 	if req.Contact() == nil {
 		return 400, "Missing Contact", nil
 	}
-	if ct := req.ContentType(); len(req.Body()) > 0 && (ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp")) {
-		return 415, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp")}
+	if len(req.Body()) > 0 {
+		ct := req.ContentType()
+		if ct == nil {
+			return 415, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp, multipart/mixed")}
+		}
+		if _, err := bodyOf(req.Body(), ct.Value()); err != nil {
+			return 415, "Unsupported Media Type", []sip.Header{sip.NewHeader("Accept", "application/sdp, multipart/mixed")}
+		}
 	}
 	if acc := req.GetHeader("Accept"); acc != nil && !acceptsSDP(acc.Value()) {
 		return 406, "Not Acceptable", []sip.Header{sip.NewHeader("Warning", `399 psigate "only application/sdp"`)}
@@ -400,158 +449,44 @@ func acceptsSDP(accept string) bool {
 	return false
 }
 
-// bridge sends the call on to the PBX and relays its answer.
-func (b *B2BUA) bridge(p plan, in *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) error {
-	// Media inactivity ends an established call with BYE on both legs.
-	var established atomic.Pointer[call]
-	onMedia := func(ev relay.Event) {
-		if c := established.Load(); c != nil {
-			b.log.Info("call ended by media inactivity", "call-id", req.CallID().Value(), "event", ev.Kind, "side", ev.Side, "idle", ev.Idle)
-			go b.hangup(c, "media "+ev.Kind.String())
+// contentType is a message's Content-Type value ("" without one).
+func contentType(m sip.Message) string {
+	var h sip.Header
+	switch m := m.(type) {
+	case *sip.Request:
+		if ct := m.ContentType(); ct != nil {
+			h = ct
+		}
+	case *sip.Response:
+		if ct := m.ContentType(); ct != nil {
+			h = ct
 		}
 	}
-	sess, err := media.NewSession(b.engine, p.caller, p.callee, onMedia)
-	if err != nil {
-		_ = in.Respond(503, "Service Unavailable", nil)
-		return err
+	if h == nil {
+		return ""
 	}
-	fail := func(code int, reason string, err error) error {
-		sess.Close()
-		_ = in.Respond(code, reason, nil)
-		_ = in.Close()
-		return err
-	}
-	if len(req.Body()) == 0 {
-		return fail(501, "Late Offer Not Implemented", errors.New("INVITE without SDP"))
-	}
-	offer, err := sess.Offer(relay.A, req.Body())
-	if errors.Is(err, media.ErrNotAcceptable) {
-		return fail(488, "Not Acceptable Here", err)
-	}
-	if err != nil {
-		return fail(500, "Server Internal Error", err)
-	}
-	out := p.invite(offer)
-	ctx, cancel := context.WithCancelCause(context.Background())
-	c := &call{in: in, media: sess, cancel: func() { cancel(nil) }, info: CallInfo{
-		From: req.From().Address.String(), To: req.To().Address.String(), ToClient: p.flow != "", Started: time.Now(),
-	}}
-	if h := req.GetHeader("User-Agent"); h != nil {
-		c.info.CallerAgent = h.Value()
-	}
-	// With no response at all, sipgo cannot CANCEL (RFC 3261 section
-	// 9.1 needs a provisional first): give up on the transaction.
-	noReply := afterFunc(p.noReply, func() { cancel(sipgo.WaitAnswerForceCancelErr) })
-	var noAnswer *time.Timer
-	defer func() {
-		noReply.Stop()
-		if noAnswer != nil {
-			noAnswer.Stop()
-		}
-	}()
-	tx.OnCancel(func(*sip.Request) { cancel(errCallerCancelled) })
-	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
-	if err != nil {
-		cancel(nil)
-		return fail(503, "Service Unavailable", err)
-	}
-	c.out = dc
-	answered := false
-	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
-		noReply.Stop()
-		if noAnswer == nil && res.IsProvisional() {
-			noAnswer = afterFunc(p.noAnswer, func() { cancel(errNoAnswer) })
-		}
-		if !res.IsProvisional() || res.StatusCode == 100 {
-			return nil
-		}
-		body := []byte(nil)
-		if len(res.Body()) > 0 && !answered {
-			ans, err := sess.Answer(relay.B, res.Body())
-			if err != nil {
-				return nil // early media the client cannot take; ringing goes on
-			}
-			answered, body = true, ans
-		}
-		return in.Respond(res.StatusCode, res.Reason, body, sdpType(body)...)
-	}})
-	var dr *sipgo.ErrDialogResponse
-	switch cause := context.Cause(ctx); {
-	case errors.As(err, &dr):
-		cancel(nil)
-		return fail(dr.Res.StatusCode, dr.Res.Reason, err)
-	case errors.Is(cause, errCallerCancelled):
-		sess.Close()
-		_ = in.Close()
-		return cause // sipgo answered the caller's INVITE with 487
-	case errors.Is(cause, sipgo.WaitAnswerForceCancelErr):
-		return fail(408, "Request Timeout", errors.New("no reply from the callee"))
-	case errors.Is(cause, errNoAnswer):
-		return fail(480, "No Answer", cause)
-	case err != nil:
-		cancel(nil)
-		return fail(504, "Server Time-out", err)
-	}
-	body := dr0(dc.InviteResponse)
-	if !answered {
-		ans, err := sess.Answer(relay.B, body)
-		if err != nil {
-			_ = dc.Ack(ctx)
-			_ = dc.Bye(ctx)
-			cancel(nil)
-			return fail(488, "Not Acceptable Here", err)
-		}
-		body = ans
-	} else {
-		body = lastAnswer(sess)
-	}
-	if p.flow != "" {
-		toFlow(dc.InviteResponse, p.flow)
-	}
-	// Known before the ACK: the callee may hang up as soon as it has it.
-	c.end = func() {
-		sess.Close()
-		cancel(nil)
-		b.forget(in.ID, dc.ID)
-	}
-	b.remember(in.ID, c)
-	b.remember(dc.ID, c)
-	established.Store(c)
-	if err := dc.Ack(ctx); err != nil {
-		b.hangup(c, "ACK not sent")
-		return fmt.Errorf("ACK to the callee: %w", err)
-	}
-	if err := in.RespondSDP(body); err != nil {
-		b.hangup(c, "answer not sent")
-		return err
-	}
-	return nil
+	return h.Value()
 }
 
-func dr0(res *sip.Response) []byte {
-	if res == nil {
-		return nil
+// response is a response to req with a body of the given type and the
+// headers of from (a response of the other leg) that allow permits.
+func response(req *sip.Request, code int, reason string, body []byte, ct string, from *sip.Response, allow headerSet) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	if from != nil {
+		copyHeaders(res, from, allow)
 	}
-	return res.Body()
-}
-
-func sdpType(body []byte) []sip.Header {
-	if len(body) == 0 {
-		return nil
+	if len(body) > 0 {
+		h := sip.ContentTypeHeader(ct)
+		res.AppendHeader(&h)
 	}
-	ct := sip.ContentTypeHeader("application/sdp")
-	return []sip.Header{&ct}
+	return res
 }
-
-// lastAnswer is the SDP the client already has from early media; the 200
-// repeats it (RFC 3261 section 13.2.1: the same answer).
-func lastAnswer(s *media.Session) []byte { return s.LastSent(relay.A) }
 
 // outboundInvite is the PBX leg's INVITE: the client's Request-URI user
 // at the PBX node (so a CANCEL, which follows the Request-URI, reaches the
 // node too), its From (new tag) and To, the translated offer; nothing else
 // of the client.
-func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
+func outboundInvite(in *sip.Request, target Target, body []byte, ct string) *sip.Request {
 	ruri := sip.Uri{Scheme: "sip", User: in.Recipient.User, Host: target.Addr}
 	if host, port, err := net.SplitHostPort(target.Addr); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
@@ -560,88 +495,10 @@ func outboundInvite(in *sip.Request, target Target, offer []byte) *sip.Request {
 		ruri.UriParams = sip.HeaderParams{{K: "transport", V: string(t)}}
 	}
 	to := sip.ToHeader{DisplayName: in.To().DisplayName, Address: *in.To().Address.Clone()}
-	return newInvite(ruri, target.Transport, target.Addr, in, to, offer)
-}
-
-// HandleAck takes an ACK on any realm.
-func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
-	_ = b.serverCache(r, signal.TransportOf(req.Transport())).ReadAck(req, tx)
-}
-
-// HandleBye ends a call from either side.
-func (b *B2BUA) HandleBye(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
-	// The client's leg knows this dialog as its UAS, the PBX's as its
-	// UAC: sipgo orders the tags of the two IDs differently.
-	uas, err1 := sip.DialogIDFromRequestUAS(req)
-	uac, err2 := sip.DialogIDFromRequestUAC(req)
-	if err1 != nil || err2 != nil {
-		signal.Respond(b.log, tx, req, 400, "Bad BYE")
-		return
-	}
-	b.mu.Lock()
-	c, id := b.calls[uas], uas
-	if c == nil {
-		c, id = b.calls[uac], uac
-	}
-	b.mu.Unlock()
-	if c == nil {
-		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if id == c.in.ID {
-		_ = c.in.ReadBye(req, tx)
-	} else {
-		_ = c.out.ReadBye(req, tx)
-	}
-	b.hangup(c, "BYE")
+	return newInvite(ruri, target.Transport, target.Addr, in, to, body, ct)
 }
 
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
-}
-
-// toFlow points the remote target a dialog keeps from the client's 200
-// at the flow the client registered on: the dialog's ACK and BYE then
-// reach it behind NAT (they go to the Contact otherwise).
-func toFlow(res *sip.Response, flow string) {
-	c := res.Contact()
-	if c == nil {
-		return
-	}
-	host, port, err := net.SplitHostPort(flow)
-	if err != nil {
-		return
-	}
-	c.Address.Host = host
-	c.Address.Port, _ = strconv.Atoi(port)
-}
-
-// byeOnFlow is a BYE towards a client that goes where its INVITE came
-// from, over the same connection for TCP and TLS: a client behind NAT
-// cannot be reached at the address in its Contact.
-func byeOnFlow(invite *sip.Request) *sip.Request {
-	bye := sip.NewRequest(sip.BYE, invite.Contact().Address)
-	bye.SetTransport(invite.Transport())
-	bye.SetDestination(invite.Source())
-	return bye
-}
-
-// hangup ends both legs once.
-func (b *B2BUA) hangup(c *call, why string) {
-	c.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if c.in.LoadState() != sip.DialogStateEnded {
-			if err := c.in.WriteBye(ctx, byeOnFlow(c.in.InviteRequest)); err != nil {
-				b.log.Warn("BYE to the client failed", "err", err, "to", c.in.InviteRequest.Source())
-			}
-		}
-		if c.out.LoadState() != sip.DialogStateEnded {
-			_ = c.out.Bye(ctx)
-		}
-		_ = c.in.Close()
-		_ = c.out.Close()
-		c.end()
-	})
 }

@@ -103,6 +103,12 @@ type Profile struct {
 	// sides share no codec (seed 9.4.1 "Enable Codec Support for
 	// transcoding").
 	Transcoding bool `json:"transcoding"`
+	// BusyTone: when the PBX refuses a call of this profile's client
+	// with 486 Busy Here or 600 Busy Everywhere, psigate first plays a
+	// busy tone to the client as early media for BusyToneSeconds (Zoom
+	// clients play none of their own, seed Appendix A). Off by default.
+	BusyTone        bool `json:"busyTone"`
+	BusyToneSeconds int  `json:"busyToneSeconds,omitempty"`
 }
 
 // DefaultProfiles are the profiles of a fresh appliance: "default" (RTP
@@ -155,6 +161,9 @@ func (p Profile) Validate() error {
 	l.Unique("codecs", "name", names)
 	l.Unique("codecs", "priority", prios)
 	l.Range("telephoneEventPayloadType", p.TelephoneEventPayloadType, 96, 127)
+	if p.BusyToneSeconds != 0 {
+		l.Range("busyToneSeconds", p.BusyToneSeconds, 1, 30)
+	}
 	return l.Err()
 }
 

@@ -465,15 +465,19 @@ func MissingMandatory(req *sip.Request) string {
 	return ""
 }
 
+// Supported are the extensions psigate takes part in: session timers
+// (RFC 4028) and Replaces (RFC 3891).
+var Supported = map[string]bool{"timer": true, "replaces": true}
+
 // Unsupported lists the option tags of a request's Require header that
-// psigate does not support: it supports none yet, so every tag. A request
+// psigate does not support (not in Supported). A request
 // with any must be refused with 420 Bad Extension (RFC 3261 section
 // 8.2.2.3).
 func Unsupported(req *sip.Request) []string {
 	var tags []string
 	for _, h := range req.GetHeaders("Require") {
 		for _, t := range strings.Split(h.Value(), ",") {
-			if t = strings.TrimSpace(t); t != "" {
+			if t = strings.TrimSpace(t); t != "" && !Supported[strings.ToLower(t)] {
 				tags = append(tags, t)
 			}
 		}

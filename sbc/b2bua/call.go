@@ -1,0 +1,129 @@
+package b2bua
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/media"
+	"github.com/psigate/psigate/sbc/media/relay"
+)
+
+// call is one call: the caller's leg, the callee's, the media.
+type call struct {
+	legs   [2]*leg // by media side: relay.A the caller's, relay.B the callee's
+	media  *media.Session
+	cancel context.CancelFunc
+	info   CallInfo // what the portal shows; fixed at answer
+	onEnd  func(Record)
+
+	// offering is set while an offer/answer exchange started by a
+	// re-INVITE or UPDATE is in flight: another one gets 491 (RFC 3261
+	// section 14.2, RFC 3311 section 5.2).
+	offering atomic.Bool
+	// acks, while set, takes the next ACK: the one to a 2xx that
+	// carried an offer (late offer), whose answer goes on.
+	acks atomic.Pointer[chan *sip.Request]
+	// timer is the session timer (RFC 4028), nil without one.
+	timer *sessionTimer
+
+	once     sync.Once
+	answered time.Time
+	forget   func()
+}
+
+// CallInfo describes a call in progress.
+type CallInfo struct {
+	// From and To are the caller's and the callee's URIs as dialled.
+	From, To string
+	// ToClient: the PBX called a subscriber (else a client called out).
+	ToClient bool
+	// CallerAgent and CalleeAgent are their User-Agent (or Server).
+	CallerAgent, CalleeAgent string
+	CallID                   string
+	Started                  time.Time
+	// Codecs, SRTP and Stats are per media leg: caller, callee.
+	Codecs [2]string
+	SRTP   [2]bool
+	Stats  [2]relay.Stats
+}
+
+// expectAck returns where the next ACK on the call will arrive.
+func (c *call) expectAck() chan *sip.Request {
+	ch := make(chan *sip.Request, 1)
+	c.acks.Store(&ch)
+	return ch
+}
+
+// other is the leg a request from l goes on to.
+func (c *call) other(l *leg) *leg { return c.legs[l.side.Other()] }
+
+// hangup ends both legs once, with BYE where the dialog still stands,
+// and records the call's end; by is the leg whose BYE ended it (nil
+// when psigate ends it).
+func (c *call) hangup(log logger, by *leg, reason string) {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, l := range c.legs {
+			if l == by {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := l.bye(ctx, byeReason(reason)); err != nil {
+					log.Warn("BYE failed", "call-id", l.callID(), "err", err)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, l := range c.legs {
+			l.close()
+		}
+		if c.timer != nil {
+			c.timer.stop()
+		}
+		c.record(Answered, 200, reason)
+		c.media.Close()
+		c.cancel()
+		c.forget()
+	})
+}
+
+// byeReason is a Reason header (RFC 3326) for a BYE psigate sends on its
+// own account.
+func byeReason(reason string) string {
+	switch reason {
+	case ReasonMediaTimeout:
+		return `SIP;cause=408;text="media timeout"`
+	case ReasonSession:
+		return `SIP;cause=408;text="session timer expired"`
+	case ReasonShutdown:
+		return `SIP;cause=503;text="service stopped"`
+	}
+	return ""
+}
+
+// record hands the call's detail record to the log.
+func (c *call) record(res Result, code int, reason string) {
+	if c.onEnd == nil {
+		return
+	}
+	r := Record{From: c.info.From, To: c.info.To, ToClient: c.info.ToClient, CallerAgent: c.info.CallerAgent,
+		CalleeAgent: c.info.CalleeAgent, CallID: c.info.CallID, Started: c.info.Started, Answered: c.answered,
+		Ended: time.Now(), Result: res, Code: code, Reason: reason}
+	if c.media != nil {
+		r.withStats(c.media.Codecs(), c.media.Stats())
+	}
+	c.onEnd(r)
+}
+
+// logger is what the call needs of slog.
+type logger interface {
+	Warn(msg string, args ...any)
+	Info(msg string, args ...any)
+}

@@ -1,0 +1,245 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/media"
+	"github.com/psigate/psigate/sbc/signal"
+)
+
+// inDialogWait bounds a request relayed inside a call: Timer F (64*T1)
+// for a non-INVITE, and as long for a re-INVITE's final response.
+var inDialogWait = 64 * sip.T1
+
+// HandleRequest takes a request inside a call, from either side, and
+// relays it on the call's other leg: BYE, re-INVITE, UPDATE, INFO,
+// REFER, NOTIFY, MESSAGE, OPTIONS, SUBSCRIBE. A request for no call gets
+// 481; one out of CSeq order 500.
+func (b *B2BUA) HandleRequest(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	c, from := b.match(req)
+	if c == nil {
+		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if !from.inOrder(req) {
+		signal.Respond(b.log, tx, req, 500, "CSeq Out Of Order")
+		return
+	}
+	switch req.Method {
+	case sip.BYE:
+		if from.uas != nil {
+			_ = from.uas.ReadBye(req, tx)
+		} else {
+			_ = from.uac.ReadBye(req, tx)
+		}
+		reason := ReasonCallerBye
+		if from.side != 0 {
+			reason = ReasonCalleeBye
+		}
+		c.hangup(b.log, from, reason)
+	case sip.INVITE, sip.UPDATE:
+		b.reoffer(c, from, req, tx)
+	default:
+		b.pass(c, from, req, tx)
+	}
+}
+
+// HandleBye ends a call from either side.
+func (b *B2BUA) HandleBye(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	b.HandleRequest(r, req, tx)
+}
+
+// allowToward is the header allow-list for messages going to l.
+func (b *B2BUA) allowToward(l *leg) headerSet {
+	b.mu.Lock()
+	s := b.settings
+	b.mu.Unlock()
+	return newHeaderSet(s.headers(l.client))
+}
+
+// pass relays a request without an offer and its final response.
+func (b *B2BUA) pass(c *call, from *leg, req *sip.Request, tx sip.ServerTransaction) {
+	to := c.other(from)
+	out := sip.NewRequest(req.Method, sip.Uri{})
+	copyHeaders(out, req, b.allowToward(to))
+	if req.Method == sip.REFER {
+		if err := b.referTo(from, to, req, out); err != nil {
+			signal.Respond(b.log, tx, req, 400, "Bad Refer-To")
+			return
+		}
+	}
+	if len(req.Body()) > 0 {
+		out.SetBody(req.Body())
+		if ct := contentType(req); ct != "" {
+			h := sip.ContentTypeHeader(ct)
+			out.AppendHeader(&h)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
+	defer cancel()
+	res, err := to.do(ctx, out)
+	if err != nil {
+		b.log.Info("in-dialog request not answered", "method", req.Method, "call-id", c.info.CallID, "err", err)
+		signal.Respond(b.log, tx, req, 408, "Request Timeout")
+		return
+	}
+	if res.StatusCode == 481 && req.Method != sip.NOTIFY && req.Method != sip.SUBSCRIBE {
+		defer c.hangup(b.log, to, "481 on "+string(req.Method))
+	}
+	_ = tx.Respond(response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, b.allowToward(from)))
+}
+
+// reoffer relays a re-INVITE or an UPDATE: its offer through the media
+// session, the answer back. A re-INVITE without an offer gets the other
+// side's offer in the 2xx, and the answer comes in the ACK. One exchange
+// at a time: another one meanwhile gets 491.
+func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTransaction) {
+	if !c.offering.CompareAndSwap(false, true) {
+		signal.Respond(b.log, tx, req, 491, "Request Pending")
+		return
+	}
+	// Released before the final response goes out, so the peer may
+	// start the next exchange as soon as it has it.
+	defer c.offering.Store(false)
+	to := c.other(from)
+	bd, err := bodyOf(req.Body(), contentType(req))
+	if err != nil {
+		signal.Respond(b.log, tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
+		return
+	}
+	out := sip.NewRequest(req.Method, sip.Uri{})
+	copyHeaders(out, req, b.allowToward(to))
+	if bd != nil {
+		offer, err := c.media.Offer(from.side, bd.sdp)
+		if err != nil {
+			code, reason := 488, "Not Acceptable Here"
+			if !errors.Is(err, media.ErrNotAcceptable) {
+				code, reason = 400, "Bad SDP"
+			}
+			signal.Respond(b.log, tx, req, code, reason)
+			return
+		}
+		out.SetBody(bd.with(offer))
+		h := sip.ContentTypeHeader(bd.contentType)
+		out.AppendHeader(&h)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
+	defer cancel()
+	ctr, err := to.request(ctx, out)
+	if err != nil {
+		c.media.Reject()
+		signal.Respond(b.log, tx, req, 503, "Service Unavailable")
+		return
+	}
+	defer ctr.Terminate()
+	back := b.allowToward(from)
+	var res *sip.Response
+	for res == nil {
+		select {
+		case r := <-ctr.Responses():
+			if !r.IsProvisional() {
+				res = r
+			} else if r.StatusCode != 100 && req.Method == sip.INVITE {
+				_ = tx.Respond(response(req, r.StatusCode, r.Reason, nil, "", r, back))
+			}
+		case <-ctr.Done():
+			c.media.Reject()
+			signal.Respond(b.log, tx, req, 408, "Request Timeout")
+			return
+		case <-ctx.Done():
+			c.media.Reject()
+			signal.Respond(b.log, tx, req, 408, "Request Timeout")
+			return
+		}
+	}
+	if !res.IsSuccess() {
+		if bd != nil {
+			c.media.Reject()
+		}
+		// A non-2xx to a re-INVITE is acknowledged by the transaction.
+		c.offering.Store(false)
+		_ = tx.Respond(response(req, res.StatusCode, res.Reason, nil, "", res, back))
+		if res.StatusCode == 481 || res.StatusCode == 408 {
+			c.hangup(b.log, to, "re-INVITE answered "+res.Reason)
+		}
+		return
+	}
+	to.refresh(res)
+	from.refresh(req)
+	if c.timer != nil {
+		c.timer.refreshed(res)
+	}
+	rb, err := bodyOf(res.Body(), contentType(res))
+	var body []byte
+	var ct string
+	switch {
+	case err != nil:
+	case bd != nil && rb == nil:
+		err = errors.New("no answer in the 2xx")
+	case bd != nil:
+		var ans []byte
+		if ans, err = c.media.Answer(to.side, rb.sdp); err == nil {
+			body, ct = rb.with(ans), rb.contentType
+		}
+	case rb != nil: // the other side offers in its 2xx
+		var offer []byte
+		if offer, err = c.media.Offer(to.side, rb.sdp); err == nil {
+			body, ct = rb.with(offer), rb.contentType
+		}
+	}
+	if err != nil {
+		c.media.Reject()
+		if req.Method == sip.INVITE {
+			_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+		}
+		b.log.Info("re-offer failed", "call-id", c.info.CallID, "err", err)
+		c.offering.Store(false)
+		_ = tx.Respond(response(req, 488, "Not Acceptable Here", nil, "", nil, nil))
+		c.hangup(b.log, nil, "unusable answer to a re-offer")
+		return
+	}
+	ok := response(req, res.StatusCode, res.Reason, body, ct, res, back)
+	ok.AppendHeader(&from.contact)
+	if req.Method != sip.INVITE {
+		c.offering.Store(false)
+		_ = tx.Respond(ok)
+		return
+	}
+	if bd != nil || rb == nil {
+		_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+		c.offering.Store(false)
+		_ = tx.Respond(ok)
+		return
+	}
+	// The offer went back in the 2xx: the answer is in the ACK.
+	acks := c.expectAck()
+	_ = tx.Respond(ok)
+	select {
+	case ack := <-acks:
+		ab, err := bodyOf(ack.Body(), contentType(ack))
+		if err == nil && ab == nil {
+			err = errors.New("ACK without the answer")
+		}
+		var ans []byte
+		if err == nil {
+			ans, err = c.media.Answer(from.side, ab.sdp)
+		}
+		out := sip.NewRequest(sip.ACK, sip.Uri{})
+		if err == nil {
+			out.SetBody(ab.with(ans))
+			h := sip.ContentTypeHeader(ab.contentType)
+			out.AppendHeader(&h)
+		}
+		_ = to.write(out)
+		if err != nil {
+			c.hangup(b.log, nil, "answer in ACK not acceptable")
+		}
+	case <-time.After(ackWait):
+		c.acks.Store(nil)
+		_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+		c.hangup(b.log, nil, ReasonNoAck)
+	}
+}

@@ -1,0 +1,245 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/media"
+	"github.com/psigate/psigate/sbc/media/relay"
+	"github.com/psigate/psigate/sbc/signal"
+)
+
+// Why a call attempt was cancelled.
+var (
+	errCallerCancelled = errors.New("cancelled by the caller")
+	errNoAnswer        = errors.New("no answer in time")
+)
+
+// ackWait bounds the wait for the caller's ACK to a 2xx that carried an
+// offer (late offer): 64*T1, RFC 3261 section 13.3.1.4.
+var ackWait = 64 * sip.T1
+
+// bridge sends the call on to the callee, relays its answer, and files
+// the established call.
+func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip.ServerTransaction) error {
+	in := caller.uas
+	c := &call{onEnd: s.OnEnd, cancel: func() {}, info: CallInfo{
+		From: req.From().Address.String(), To: req.To().Address.String(), ToClient: p.toClient,
+		CallerAgent: caller.agent, CallID: req.CallID().Value(), Started: time.Now(),
+	}}
+	// Media inactivity ends an established call with BYE on both legs.
+	var established atomic.Bool
+	onMedia := func(ev relay.Event) {
+		if established.Load() {
+			b.log.Info("call ended by media inactivity", "call-id", c.info.CallID, "event", ev.Kind, "side", ev.Side, "idle", ev.Idle)
+			go c.hangup(b.log, nil, ReasonMediaTimeout)
+		}
+	}
+	sess, err := media.NewSession(b.engine, p.caller, p.callee, onMedia)
+	if err != nil {
+		_ = in.Respond(503, "Service Unavailable", nil)
+		c.record(Failed, 503, "no media ports")
+		return err
+	}
+	c.media = sess
+	fail := func(res Result, code int, reason, why string, err error) error {
+		c.record(res, code, why)
+		sess.Close()
+		_ = in.Respond(code, reason, nil)
+		_ = in.Close()
+		return err
+	}
+	bd, err := bodyOf(req.Body(), contentType(req))
+	if err != nil {
+		return fail(Failed, 415, "Unsupported Media Type", "body without SDP", err)
+	}
+	var outBody []byte
+	var outType string
+	if bd != nil {
+		offer, err := sess.Offer(relay.A, bd.sdp)
+		if errors.Is(err, media.ErrNotAcceptable) {
+			return fail(Failed, 488, "Not Acceptable Here", "offer not acceptable: "+err.Error(), err)
+		}
+		if err != nil {
+			return fail(Failed, 488, "Not Acceptable Here", "malformed offer", err)
+		}
+		outBody, outType = bd.with(offer), bd.contentType
+	}
+	out := p.invite(outBody, outType)
+	copyHeaders(out, req, p.headers)
+	if rep := req.GetHeader("Replaces"); rep != nil {
+		out.AppendHeader(sip.NewHeader("Replaces", b.replaces(rep.Value())))
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c.cancel = func() { cancel(nil) }
+	// With no response at all, sipgo cannot CANCEL (RFC 3261 section
+	// 9.1 needs a provisional first): give up on the transaction.
+	noReply := afterFunc(p.noReply, func() { cancel(sipgo.WaitAnswerForceCancelErr) })
+	var noAnswer *time.Timer
+	defer func() {
+		noReply.Stop()
+		if noAnswer != nil {
+			noAnswer.Stop()
+		}
+	}()
+	tx.OnCancel(func(*sip.Request) { cancel(errCallerCancelled) })
+	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
+	if err != nil {
+		cancel(nil)
+		return fail(Failed, 503, "Service Unavailable", "callee unreachable", err)
+	}
+	answered := false // early media answered the caller's offer
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		noReply.Stop()
+		if noAnswer == nil && res.IsProvisional() {
+			noAnswer = afterFunc(p.noAnswer, func() { cancel(errNoAnswer) })
+		}
+		if !res.IsProvisional() || res.StatusCode == 100 {
+			return nil
+		}
+		var body []byte
+		var ct string
+		if rb, err := bodyOf(res.Body(), contentType(res)); err == nil && rb != nil && bd != nil && !answered {
+			if ans, err := sess.Answer(relay.B, rb.sdp); err == nil {
+				answered, body, ct = true, rb.with(ans), rb.contentType
+			} // else: early media the caller cannot take; ringing goes on
+		}
+		return in.WriteResponse(response(in.InviteRequest, res.StatusCode, res.Reason, body, ct, res, p.back))
+	}})
+	var dr *sipgo.ErrDialogResponse
+	switch cause := context.Cause(ctx); {
+	case errors.As(err, &dr):
+		cancel(nil)
+		return fail(Refused, dr.Res.StatusCode, dr.Res.Reason, strconv.Itoa(dr.Res.StatusCode)+" "+dr.Res.Reason, err)
+	case errors.Is(cause, errCallerCancelled):
+		c.record(Cancelled, 487, "caller cancelled")
+		sess.Close()
+		_ = in.Close()
+		return cause // sipgo answered the caller's INVITE with 487
+	case errors.Is(cause, sipgo.WaitAnswerForceCancelErr):
+		return fail(Failed, 408, "Request Timeout", "no reply from the callee", errors.New("no reply from the callee"))
+	case errors.Is(cause, errNoAnswer):
+		return fail(Cancelled, 480, "No Answer", "no answer in time", cause)
+	case err != nil:
+		cancel(nil)
+		return fail(Failed, 504, "Server Time-out", "callee failed: "+err.Error(), err)
+	}
+	res := dc.InviteResponse
+	callee := &leg{side: relay.B, uac: dc, client: p.toClient, flow: p.flow, contact: contact(p.realm, p.transport), agent: agentOf(res)}
+	if ct := res.Contact(); ct != nil {
+		callee.target = *ct.Address.Clone()
+	} else {
+		callee.target = *dc.InviteRequest.Recipient.Clone()
+	}
+	c.legs = [2]*leg{caller, callee}
+	c.info.CalleeAgent = callee.agent
+	rb, err := bodyOf(res.Body(), contentType(res))
+	if err == nil && rb == nil && bd == nil {
+		err = errors.New("no offer in the 2xx to an INVITE without one")
+	}
+	// ackBody is the ACK's answer to an offer in the 2xx (late offer).
+	var toCaller, ackBody []byte
+	var toCallerType string
+	switch {
+	case err != nil:
+	case bd == nil: // the callee offers; the caller answers in its ACK
+		var offer []byte
+		if offer, err = sess.Offer(relay.B, rb.sdp); err == nil {
+			toCaller, toCallerType = rb.with(offer), rb.contentType
+		}
+	case answered:
+		toCaller, toCallerType = bd.with(sess.LastSent(relay.A)), bd.contentType
+	default:
+		var ans []byte
+		if rb == nil {
+			err = errors.New("no answer in the 2xx")
+		} else if ans, err = sess.Answer(relay.B, rb.sdp); err == nil {
+			toCaller, toCallerType = rb.with(ans), rb.contentType
+		}
+	}
+	if err != nil {
+		_ = b.ackCallee(ctx, callee, nil)
+		_ = callee.bye(ctx, "")
+		cancel(nil)
+		return fail(Failed, 488, "Not Acceptable Here", "answer not acceptable", err)
+	}
+	c.answered = time.Now()
+	b.remember(c) // before the ACK: the callee may hang up as soon as it has it
+	established.Store(true)
+	c.timer = b.sessionTimer(c, res)
+	if bd != nil {
+		if err := b.ackCallee(ctx, callee, nil); err != nil {
+			c.hangup(b.log, nil, ReasonNoAck)
+			return fmt.Errorf("ACK to the callee: %w", err)
+		}
+	}
+	var acks chan *sip.Request
+	if bd == nil {
+		acks = c.expectAck()
+	}
+	ok := response(in.InviteRequest, 200, "OK", toCaller, toCallerType, res, p.back)
+	ok.AppendHeader(&caller.contact)
+	if err := in.WriteResponse(ok); err != nil {
+		c.hangup(b.log, nil, "answer not sent")
+		return err
+	}
+	if bd == nil {
+		// The answer to the callee's offer is in the caller's ACK.
+		select {
+		case ack := <-acks:
+			ab, err := bodyOf(ack.Body(), contentType(ack))
+			if err == nil && ab == nil {
+				err = errors.New("ACK without the answer")
+			}
+			var ans []byte
+			if err == nil {
+				ans, err = sess.Answer(relay.A, ab.sdp)
+			}
+			if err != nil {
+				_ = b.ackCallee(ctx, callee, nil)
+				c.hangup(b.log, nil, "answer in ACK not acceptable")
+				return err
+			}
+			ackBody = ab.with(ans)
+			if err := b.ackCallee(ctx, callee, ackBody, ab.contentType); err != nil {
+				c.hangup(b.log, nil, ReasonNoAck)
+				return err
+			}
+		case <-time.After(ackWait):
+			_ = b.ackCallee(ctx, callee, nil)
+			c.hangup(b.log, nil, ReasonNoAck)
+			return errors.New("no ACK from the caller")
+		}
+	}
+	return nil
+}
+
+// ackCallee acknowledges the callee's 2xx, with the answer when the 2xx
+// carried the offer.
+func (b *B2BUA) ackCallee(ctx context.Context, callee *leg, body []byte, ct ...string) error {
+	ack := sip.NewRequest(sip.ACK, sip.Uri{})
+	callee.prepare(ack)
+	if len(body) > 0 {
+		ack.SetBody(body)
+		h := sip.ContentTypeHeader(ct[0])
+		ack.AppendHeader(&h)
+	}
+	return callee.uac.WriteAck(ctx, ack)
+}
+
+// HandleAck takes an ACK on any realm: it confirms a dialog, and the one
+// to a 2xx with an offer carries the answer.
+func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	_ = b.serverCache(r, signal.TransportOf(req.Transport())).ReadAck(req, tx)
+	if c, _ := b.match(req); c != nil {
+		if ch := c.acks.Swap(nil); ch != nil {
+			*ch <- req
+		}
+	}
+}
