@@ -159,6 +159,12 @@ func pbxAnswer(offer []byte, port int) []byte {
 	if len(offer) == 0 {
 		return []byte(head + "m=audio " + strconv.Itoa(port) + " RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
 	}
+	if i := bytes.Index(offer, []byte("v=0")); bytes.HasPrefix(offer, []byte("--")) && i > 0 {
+		offer = offer[i:] // a multipart body: its SDP part
+		if j := bytes.Index(offer, []byte("\r\n--")); j > 0 {
+			offer = offer[:j+2]
+		}
+	}
 	var d sdp.SessionDescription
 	if err := d.Unmarshal(offer); err != nil || len(d.MediaDescriptions) == 0 {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -221,4 +222,244 @@ func pbxDo(t *testing.T, pbx *pbxPhone, req *sip.Request) *sip.Response {
 		t.Fatalf("%s from the PBX: %v", req.Method, err)
 	}
 	return res
+}
+
+// TestBlindAndAttendedTransfer: the client's REFER reaches the PBX with
+// the Refer-To in the PBX's terms: the host is the domain the PBX leg
+// uses, not psigate's address; a Replaces naming the client's other call
+// names that call's PBX dialog instead.
+func TestBlindAndAttendedTransfer(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	first, code := r.call()
+	if code != 200 {
+		t.Fatalf("first call: %d", code)
+	}
+	second, code := r.call()
+	if code != 200 {
+		t.Fatalf("second call: %d", code)
+	}
+	res := r.send(first, sip.REFER, nil, "", sip.NewHeader("Refer-To", "<sip:2003@"+r.access+";transport=udp>"), sip.NewHeader("Referred-By", "<sip:1001@pbx.example.com>"))
+	if res.StatusCode != 202 {
+		t.Fatalf("blind REFER: %d", res.StatusCode)
+	}
+	got := next(t, pbx.inDialog, "REFER at the PBX")
+	if rt := got.GetHeader("Refer-To"); rt == nil || rt.Value() != "<sip:2003@pbx.example.com>" {
+		t.Errorf("blind transfer: Refer-To %v, want <sip:2003@pbx.example.com>", rt)
+	}
+	if got.GetHeader("Referred-By") == nil {
+		t.Errorf("Referred-By dropped:\n%s", got)
+	}
+
+	// Attended: transfer the first call's PBX party to the second's.
+	secondCore := ""
+	for _, req := range pbx.requests() {
+		if req.IsInvite() && req.CallID().Value() != pbx.invite(t).CallID().Value() {
+			secondCore = req.CallID().Value()
+		}
+	}
+	callID := second.InviteRequest.CallID().Value()
+	fromTag, _ := second.InviteRequest.From().Params.Get("tag")
+	toTag, _ := second.InviteResponse.To().Params.Get("tag")
+	replaces := url.QueryEscape(callID + ";to-tag=" + toTag + ";from-tag=" + fromTag)
+	res = r.send(first, sip.REFER, nil, "", sip.NewHeader("Refer-To", "<sip:2004@pbx.example.com?Replaces="+replaces+">"))
+	if res.StatusCode != 202 {
+		t.Fatalf("attended REFER: %d", res.StatusCode)
+	}
+	got = next(t, pbx.inDialog, "attended REFER at the PBX")
+	rt := got.GetHeader("Refer-To").Value()
+	var u sip.Uri
+	params := sip.NewParams()
+	if _, err := sip.ParseAddressValue(rt, &u, &params); err != nil {
+		t.Fatalf("Refer-To %q: %v", rt, err)
+	}
+	v, _ := u.Headers.Get("Replaces")
+	mapped, _ := url.QueryUnescape(v)
+	if !strings.HasPrefix(mapped, secondCore+";") || strings.Contains(mapped, callID) {
+		t.Errorf("Replaces %q, want the second call's PBX dialog %s", mapped, secondCore)
+	}
+	for _, dc := range []*sipgo.DialogClientSession{first, second} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := dc.Bye(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
+}
+
+// TestReinviteGlare: while a re-INVITE is in flight, another offer in
+// the same call gets 491 Request Pending (RFC 3261 section 14.2).
+func TestReinviteGlare(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.holdReinvite = make(chan struct{})
+	r := newCallRig(t, pbx)
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	done := make(chan *sip.Response, 1)
+	go func() { done <- r.send(dc, sip.INVITE, r.offer("sendonly"), "application/sdp") }()
+	next(t, pbx.inDialog, "re-INVITE at the PBX")
+	if res := r.send(dc, sip.UPDATE, r.offer("sendrecv"), "application/sdp"); res.StatusCode != 491 {
+		t.Errorf("UPDATE during a re-INVITE: %d, want 491", res.StatusCode)
+	}
+	close(pbx.holdReinvite)
+	if res := <-done; res.StatusCode != 200 {
+		t.Errorf("the held re-INVITE: %d", res.StatusCode)
+	}
+	hangUp(t, r, dc)
+}
+
+// TestLateOffer: an INVITE without SDP reaches the PBX without SDP; the
+// PBX's offer in its 200 reaches the client translated (SRTP for the
+// Zoom client), and the client's answer in its ACK reaches the PBX as
+// plain RTP in the PBX's ACK.
+func TestLateOffer(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "late"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("late offer call: %v", err)
+	}
+	if len(pbx.invite(t).Body()) != 0 {
+		t.Errorf("the PBX's INVITE has a body:\n%s", pbx.invite(t).Body())
+	}
+	offer := dc.InviteResponse.Body()
+	if !bytes.Contains(offer, []byte("RTP/SAVP")) || !bytes.Contains(offer, []byte("a=crypto:")) {
+		t.Fatalf("the client was offered:\n%s", offer)
+	}
+	ack := sip.NewRequest(sip.ACK, dc.InviteResponse.Contact().Address)
+	ack.SetBody(clientAnswer(offer, r.rtp.LocalAddr().(*net.UDPAddr).Port))
+	ack.AppendHeader(sdpType())
+	if err := dc.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	var pbxAck *sip.Request
+	waitFor(t, func() bool {
+		for _, req := range pbx.requests() {
+			if req.IsAck() {
+				pbxAck = req
+				return true
+			}
+		}
+		return false
+	})
+	if !bytes.Contains(pbxAck.Body(), []byte("RTP/AVP")) || bytes.Contains(pbxAck.Body(), []byte("crypto")) {
+		t.Errorf("the PBX's ACK carries:\n%s", pbxAck.Body())
+	}
+	hangUp(t, r, dc)
+}
+
+// TestSessionTimerExpires: the PBX's 200 sets a session interval that
+// nobody refreshes; psigate ends the call on both legs when it passes and
+// records why.
+func TestSessionTimerExpires(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.answerHeaders = []sip.Header{sip.NewHeader("Session-Expires", "1;refresher=uac"), sip.NewHeader("Require", "timer"), sip.NewHeader("X-Internal-Node", "os4k-a")}
+	r := newCallRig(t, pbx)
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	if h := dc.InviteResponse.GetHeader("Session-Expires"); h == nil || h.Value() != "1;refresher=uac" {
+		t.Errorf("the client's 200 has Session-Expires %v", h)
+	}
+	if dc.InviteResponse.GetHeader("X-Internal-Node") != nil {
+		t.Errorf("a PBX header the client does not need crossed:\n%s", dc.InviteResponse)
+	}
+	select {
+	case <-r.byes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client got no BYE when the session interval passed")
+	}
+	select {
+	case <-pbx.byes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the PBX got no BYE when the session interval passed")
+	}
+	if rec := nextRecord(t, r); rec.Reason != b2bua.ReasonSession {
+		t.Errorf("record %+v, want reason %q", rec, b2bua.ReasonSession)
+	}
+}
+
+// TestEmergencyCallWithLocation: an INVITE with a multipart body (SDP
+// and a PIDF-LO location, RFC 6442) reaches the PBX with the location
+// part and the Geolocation headers unchanged and the SDP translated.
+func TestEmergencyCallWithLocation(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	pidf := "<?xml version=\"1.0\"?>\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"pres:1001@pbx.example.com\"><tuple id=\"t1\"><status/></tuple></presence>\r\n"
+	sdpOffer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
+	body := "--b1\r\nContent-Type: application/sdp\r\n\r\n" + sdpOffer + "\r\n--b1\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@pbx.example.com>\r\n\r\n" + pidf + "\r\n--b1--\r\n"
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "911", Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "e1"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "911", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("Geolocation", "<cid:loc@pbx.example.com>"))
+	req.AppendHeader(sip.NewHeader("Geolocation-Routing", "yes"))
+	ct := sip.ContentTypeHeader("multipart/mixed;boundary=b1")
+	req.AppendHeader(&ct)
+	req.SetBody([]byte(body))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("emergency call: %v", err)
+	}
+	if err := dc.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := pbx.invite(t)
+	if got.GetHeader("Geolocation") == nil || got.GetHeader("Geolocation").Value() != "<cid:loc@pbx.example.com>" || got.GetHeader("Geolocation-Routing") == nil {
+		t.Errorf("Geolocation headers not kept:\n%s", got)
+	}
+	if ct := got.ContentType(); ct == nil || ct.Value() != "multipart/mixed;boundary=b1" {
+		t.Errorf("Content-Type %v", ct)
+	}
+	want := "\r\n--b1\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@pbx.example.com>\r\n\r\n" + pidf + "\r\n--b1--\r\n"
+	if !bytes.HasSuffix(got.Body(), []byte(want)) || bytes.Contains(got.Body(), []byte(sdpOffer)) || !bytes.Contains(got.Body(), []byte("m=audio")) {
+		t.Errorf("the PBX's body:\n%s", got.Body())
+	}
+	hangUp(t, r, dc)
+}
+
+// TestCallRecords: every call ends with a record: refused, cancelled,
+// answered and hung up by either side.
+func TestCallRecords(t *testing.T) {
+	busy := startPBXPhone(t)
+	busy.busy = true
+	r := newCallRig(t, busy)
+	if _, code := r.call(); code != 486 {
+		t.Fatalf("busy: %d", code)
+	}
+	if rec := nextRecord(t, r); rec.Result != b2bua.Refused || rec.Code != 486 || rec.Reason != "486 Busy Here" || !rec.Answered.IsZero() || rec.CallID == "" {
+		t.Errorf("refused call: %+v", rec)
+	}
+	pbx := startPBXPhone(t)
+	pbx.hangup = true
+	r = newCallRig(t, pbx)
+	if _, code := r.call(); code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	rec := nextRecord(t, r)
+	if rec.Result != b2bua.Answered || rec.Reason != b2bua.ReasonCalleeBye || rec.Answered.IsZero() || rec.Codecs[1] == "" || rec.To != "sip:2002@pbx.example.com" {
+		t.Errorf("call the PBX hung up: %+v", rec)
+	}
 }
