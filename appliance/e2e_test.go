@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/psigate/psigate/appliance/store"
+	"github.com/psigate/psigate/sbc/b2bua"
 )
 
 // buildAppliance compiles this program once per test binary run.
@@ -265,6 +267,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	checkStoreAfterStop(t, data, status.MachineID, c.cert)
 
+	addCallRecords(t, data)
+
 	// A restart keeps the identity and the password.
 	a = start(t, bin, data)
 	c2 := newClient(t, a.url)
@@ -274,6 +278,7 @@ func TestEndToEnd(t *testing.T) {
 	if status.MachineID == "" || c2.cert == nil || !c2.cert.Equal(c.cert) {
 		t.Errorf("identity changed across restart")
 	}
+	checkCallHistory(t, c2, login.Token)
 	if err := a.stop(t); err != nil {
 		t.Fatalf("exit after second SIGTERM: %v", err)
 	}
@@ -344,5 +349,59 @@ func TestExitsNonZeroOnFailure(t *testing.T) {
 	}
 	if err := a.stop(t); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// addCallRecords stores the records of three calls that ended an hour
+// ago and one of two days ago in the stopped appliance's data file.
+func addCallRecords(t *testing.T, data string) {
+	t.Helper()
+	st, err := store.Open(data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hour, old := time.Now().Add(-time.Hour), time.Now().Add(-48*time.Hour)
+	err = st.AddCallRecords([]b2bua.Record{
+		{From: "sip:1001@pbx.example.com", To: "sip:old@pbx.example.com", Result: b2bua.Answered, Started: old, Ended: old},
+		{From: "sip:1001@pbx.example.com", To: "sip:2002@pbx.example.com", Result: b2bua.Answered, Code: 200, Started: hour, Answered: hour, Ended: hour.Add(time.Minute)},
+		{From: "sip:1001@pbx.example.com", To: "sip:2003@pbx.example.com", Result: b2bua.Refused, Code: 486, Reason: "486 Busy Here", Started: hour, Ended: hour},
+		{From: "sip:3003@pbx.example.com", To: "sip:1001@pbx.example.com", ToClient: true, Result: b2bua.Cancelled, Code: 487, Started: hour, Ended: hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkCallHistory finds what addCallRecords stored in the API and the
+// last day's counts on the dashboard.
+func checkCallHistory(t *testing.T, c *client, token string) {
+	t.Helper()
+	var page struct {
+		Calls []struct {
+			ID        uint64  `json:"id"`
+			To        string  `json:"to"`
+			Direction string  `json:"direction"`
+			Result    string  `json:"result"`
+			DurationS float64 `json:"durationSeconds"`
+		} `json:"calls"`
+		Next uint64 `json:"next"`
+	}
+	auth := []string{"Authorization", "Bearer " + token}
+	expect(t, "call history", c.do("GET", "/api/v1/sip/calls/history?limit=2", nil, &page, auth...), 200)
+	if len(page.Calls) != 2 || page.Calls[0].Direction != "PBX to client" || page.Calls[1].Result != "refused" || page.Next != 3 {
+		t.Fatalf("call history page 1: %+v", page)
+	}
+	page.Calls, page.Next = nil, 0
+	expect(t, "older calls", c.do("GET", "/api/v1/sip/calls/history?limit=2&before=3", nil, &page, auth...), 200)
+	if len(page.Calls) != 2 || page.Calls[0].DurationS != 60 || page.Calls[1].To != "sip:old@pbx.example.com" {
+		t.Fatalf("call history page 2: %+v", page)
+	}
+	var status struct {
+		Last24h map[string]int `json:"callsLast24h"`
+	}
+	expect(t, "status", c.do("GET", "/api/v1/status", nil, &status, auth...), 200)
+	if want := map[string]int{"answered": 1, "refused": 1, "cancelled": 1, "failed": 0}; fmt.Sprint(status.Last24h) != fmt.Sprint(want) {
+		t.Errorf("calls of the last 24 h %v, want %v", status.Last24h, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/psigate/psigate/appliance/alarm"
+	"github.com/psigate/psigate/appliance/cdr"
 	"github.com/psigate/psigate/appliance/config"
 	"github.com/psigate/psigate/appliance/firstboot"
 	"github.com/psigate/psigate/appliance/store"
@@ -58,24 +59,37 @@ func run(ctx context.Context, o options) error {
 	}
 	defer ln.Close()
 
+	// stopCalls runs as run returns: after the supervisor has stopped
+	// the SBC, so that the records of the calls it ends on its way out
+	// are kept, and before the store closes.
+	calls, stopCalls, err := startCallLog(st, o.log.With("service", "cdr"))
+	if err != nil {
+		return err
+	}
+	defer stopCalls()
+
 	var sup *supervisor.Supervisor
 	sbcSvc := sbc.NewService(o.log.With("service", "sbc"), st, majorAlarms{alarms})
+	sbcSvc.OnCallEnd(calls.Add)
 	status := func(ctx context.Context) webui.Status {
 		info, err := sysinfo.Read("/proc", o.dataDir)
 		if err != nil {
 			o.log.Debug("sysinfo", "err", err)
 		}
 		run, _ := st.Running()
+		last24h, lost := callCounts(calls.Stats())
 		return webui.Status{
 			Version: version, MachineID: id.MachineID, Hostname: run.Config.System.Hostname,
 			Started: started, UptimeS: time.Since(started).Seconds(), System: info,
 			Alarms: alarms.List(), Components: components(sup.States()),
 			Subscribers: len(sbcSvc.Bindings()), Calls: len(sbcSvc.Calls()),
+			Last24h: last24h, RecordsLost: lost,
 		}
 	}
 	portal, err := webui.New(webui.Options{
 		Config: st, Auth: st, Status: status, AdminUser: firstboot.AdminUser,
 		MachineID: id.MachineID, Logger: o.log.With("service", "portal"), SIP: sipStatus{sbcSvc},
+		History: callHistory{st},
 	})
 	if err != nil {
 		return err
@@ -91,6 +105,25 @@ func run(ctx context.Context, o options) error {
 	o.log.Info("appliance starting", "version", version, "machineID", id.MachineID, "data", st.Path())
 	fmt.Printf("psigate: admin portal at %s\n", portalURL(ln.Addr(), hostname))
 	return sup.Run(ctx)
+}
+
+// startCallLog starts writing call records to st. stop writes what is
+// still queued and waits; call it after the SBC has stopped and before
+// the store closes.
+func startCallLog(st *store.Store, log *slog.Logger) (rec *cdr.Recorder, stop func(), err error) {
+	rec, err = cdr.New(st, cdr.Options{Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := rec.Run(ctx); err != nil {
+			log.Error("call log stopped", "err", err)
+		}
+	}()
+	return rec, func() { cancel(); <-done }, nil
 }
 
 // portalURL is the address to type into a browser.

@@ -6,7 +6,9 @@ import (
 	"net/netip"
 
 	"github.com/psigate/psigate/appliance/alarm"
+	"github.com/psigate/psigate/appliance/cdr"
 	"github.com/psigate/psigate/appliance/config"
+	"github.com/psigate/psigate/appliance/store"
 	"github.com/psigate/psigate/netcfg"
 	"github.com/psigate/psigate/sbc"
 	"github.com/psigate/psigate/webui"
@@ -87,17 +89,21 @@ func (a sipStatus) Calls() []webui.ActiveCall {
 	cs := a.s.Calls()
 	out := make([]webui.ActiveCall, len(cs))
 	for i, c := range cs {
-		dir := "client to PBX"
-		if c.ToClient {
-			dir = "PBX to client"
-		}
-		out[i] = webui.ActiveCall{From: c.From, To: c.To, Direction: dir, CallerAgent: c.CallerAgent, Started: c.Started,
+		out[i] = webui.ActiveCall{From: c.From, To: c.To, Direction: direction(c.ToClient), CallerAgent: c.CallerAgent, Started: c.Started,
 			Codecs: c.Codecs, SRTP: c.SRTP}
 		for leg := range 2 {
 			out[i].PacketsIn[leg], out[i].PacketsOut[leg], out[i].Lost[leg] = c.Stats[leg].PacketsIn, c.Stats[leg].PacketsOut, c.Stats[leg].Lost
 		}
 	}
 	return out
+}
+
+// direction names who called whom, as the portal says it.
+func direction(toClient bool) string {
+	if toClient {
+		return "PBX to client"
+	}
+	return "client to PBX"
 }
 
 func (a sipStatus) Nodes() []webui.NodeStatus {
@@ -110,6 +116,40 @@ func (a sipStatus) Nodes() []webui.NodeStatus {
 		}
 	}
 	return out
+}
+
+// callHistory shows the kept call records in the portal.
+type callHistory struct{ st *store.Store }
+
+func (h callHistory) EndedCalls(limit int, before uint64) (webui.CallHistoryPage, error) {
+	p, err := h.st.CallRecords(limit, before)
+	if err != nil {
+		return webui.CallHistoryPage{}, err
+	}
+	kept, err := h.st.CallRecordCount()
+	if err != nil {
+		return webui.CallHistoryPage{}, err
+	}
+	out := webui.CallHistoryPage{Calls: make([]webui.EndedCall, len(p.Records)), Next: p.Next, Unreadable: p.Skipped, Kept: kept}
+	for i, r := range p.Records {
+		out.Calls[i] = endedCall(r)
+	}
+	return out, nil
+}
+
+func endedCall(r store.CallRecord) webui.EndedCall {
+	return webui.EndedCall{
+		ID: r.Seq, From: r.From, To: r.To, Direction: direction(r.ToClient), CallerAgent: r.CallerAgent, CalleeAgent: r.CalleeAgent,
+		CallID: r.CallID, Started: r.Started, Answered: r.Answered, Ended: r.Ended, DurationS: r.Duration().Seconds(),
+		Result: string(r.Result), Code: r.Code, Reason: r.Reason,
+		Codecs: r.Codecs, SRTP: r.SRTP, PacketsIn: r.PacketsIn, PacketsOut: r.PacketsOut, Lost: r.Lost,
+	}
+}
+
+// callCounts are the dashboard's figures of the call log.
+func callCounts(s cdr.Stats) (webui.CallCounts, uint64) {
+	c := s.Last24h
+	return webui.CallCounts{Answered: c.Answered, Refused: c.Refused, Cancelled: c.Cancelled, Failed: c.Failed}, s.Dropped + s.Unsaved
 }
 
 // majorAlarms raises a service's alarms as major.

@@ -178,8 +178,10 @@ func parseProfileForm(f url.Values, P string) (media.Profile, error) {
 		EnforcePacketization:    on("enforcePacketization"),
 		KeepSendonlyOnNAT:       on("keepSendonlyOnNAT"),
 		Transcoding:             on("transcoding"),
+		BusyTone:                f.Get("busyTone"),
 	}
 	p.TelephoneEventPayloadType = formInt(&l, P+".telephoneEventPayloadType", f.Get("telephoneEventPayloadType"), true)
+	p.BusyToneSeconds = formInt(&l, P+".busyToneSeconds", f.Get("busyToneSeconds"), false)
 	prios, ptimes := f["codecPriority"], f["codecPtime"]
 	for i, name := range f["codecName"] {
 		if name == "" {

@@ -49,6 +49,10 @@ func profileValues(p media.Profile) url.Values {
 	v := url.Values{
 		"name": {p.Name}, "protocol": {string(p.Protocol)}, "rtcpMode": {string(p.RTCPMode)},
 		"telephoneEventPayloadType": {strconv.Itoa(p.TelephoneEventPayloadType)}, "suite": p.SDES.Suites,
+		"busyTone": {p.BusyTone},
+	}
+	if p.BusyToneSeconds != 0 {
+		v.Set("busyToneSeconds", strconv.Itoa(p.BusyToneSeconds))
 	}
 	for name, on := range map[string]bool{
 		"sdesEnabled": p.SDES.Enabled, "allowUnconfiguredCodecs": p.AllowUnconfiguredCodecs,

@@ -27,6 +27,7 @@ type profileData struct {
 
 	AllowUnconfigured, EnforcePriority, EnforcePacketization *slot
 	KeepSendonly, TelephoneEvent, Transcoding                *slot
+	BusyTone, BusyToneSeconds                                *slot
 }
 
 type codecRow struct{ Name, Priority, Ptime *slot }
@@ -47,6 +48,8 @@ func buildProfile(f *form, p media.Profile, i int) profileData {
 		KeepSendonly:         f.check(P+".keepSendonlyOnNAT", p.KeepSendonlyOnNAT),
 		TelephoneEvent:       f.input(P+".telephoneEventPayloadType", strconv.Itoa(p.TelephoneEventPayloadType)),
 		Transcoding:          f.check(P+".transcoding", p.Transcoding),
+		BusyTone:             f.choice(P+".busyTone", p.BusyTone, busyToneValues, busyToneLabels),
+		BusyToneSeconds:      f.input(P+".busyToneSeconds", secondsOrEmpty(p.BusyToneSeconds)),
 	}
 	// The chosen suites first, in their order of preference, then the rest.
 	for _, s := range p.SDES.Suites {
@@ -197,4 +200,17 @@ func (s *Server) profileForm(w http.ResponseWriter, r *http.Request, orig string
 	default:
 		s.fail(w, r, err)
 	}
+}
+
+// The busy tone choices of a profile (seed Appendix A).
+var (
+	busyToneValues = []string{"", media.BusyToneCEPT, media.BusyToneNorthAmerica}
+	busyToneLabels = []string{"Off", "425 Hz (CEPT)", "480 + 620 Hz (North America)"}
+)
+
+func secondsOrEmpty(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
 }

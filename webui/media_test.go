@@ -31,6 +31,7 @@ func redSky() media.Profile {
 		SDES:                 media.SDES{Enabled: true, Suites: []string{media.SuiteAEADAES128GCM, media.SuiteAES128SHA1_80}},
 		Codecs:               []media.Codec{{Name: "G711U", Priority: 1, PacketizationMs: 20}, {Name: "G729", Priority: 2}},
 		EnforcePacketization: true, KeepSendonlyOnNAT: true, TelephoneEventPayloadType: 96,
+		BusyTone: media.BusyToneNorthAmerica, BusyToneSeconds: 3,
 	}
 }
 

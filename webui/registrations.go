@@ -114,8 +114,19 @@ func (s *Server) calls() []ActiveCall {
 	return out
 }
 
+// activeCallRow is a row of the active calls page.
+type activeCallRow struct {
+	ActiveCall
+	DurationS float64 // since the caller's INVITE
+}
+
 func (s *Server) callsPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "calls", view{Title: "Active calls", Nav: "calls", Data: s.calls()})
+	now, calls := s.opts.Now(), s.calls()
+	rows := make([]activeCallRow, len(calls))
+	for i, c := range calls {
+		rows[i] = activeCallRow{ActiveCall: c, DurationS: max(0, now.Sub(c.Started).Seconds())}
+	}
+	s.render(w, r, http.StatusOK, "calls", view{Title: "Active calls", Nav: "calls", Data: rows})
 }
 
 func (s *Server) apiCalls(w http.ResponseWriter, r *http.Request) {

@@ -82,6 +82,11 @@ type Status struct {
 	Subscribers int `json:"registeredSubscribers"`
 	// Calls is the number of calls in progress.
 	Calls int `json:"activeCalls"`
+	// Last24h counts the calls that ended in the last 24 hours.
+	Last24h CallCounts `json:"callsLast24h"`
+	// RecordsLost counts the call records not kept since the start (the
+	// queue to the store was full, or the store failed).
+	RecordsLost uint64 `json:"callRecordsLost"`
 }
 
 // Options configure a Server.
@@ -103,6 +108,8 @@ type Options struct {
 	Hash HashParams
 	// SIP reports registrations and PBX nodes; nil until the SBC runs.
 	SIP SIPStatus
+	// History lists the ended calls; nil when none are kept.
+	History CallHistory
 }
 
 // Server is the admin portal.
@@ -224,6 +231,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /sip/subscribers-settings", s.page(s.subscribersForm))
 	mux.HandleFunc("GET /sip/registrations", s.page(s.registrationsPage))
 	mux.HandleFunc("GET /sip/calls", s.page(s.callsPage))
+	mux.HandleFunc("GET /sip/calls/history", s.page(s.callHistoryPage))
 	mux.HandleFunc("GET /history", s.page(s.historyPage))
 	mux.HandleFunc("GET /history/diff", s.page(s.diffPage))
 	mux.HandleFunc("POST /history/rollback", s.page(s.rollbackForm))
@@ -260,6 +268,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/sip/registrations", s.api(s.apiRegistrations))
 	mux.HandleFunc("GET /api/v1/sip/nodes", s.api(s.apiNodes))
 	mux.HandleFunc("GET /api/v1/sip/calls", s.api(s.apiCalls))
+	mux.HandleFunc("GET /api/v1/sip/calls/history", s.api(s.apiCallHistory))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such API endpoint"))
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/psigate/psigate/appliance/config"
+	"github.com/psigate/psigate/sbc/b2bua"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -65,6 +66,33 @@ func BenchmarkConfigValidate(b *testing.B) {
 	c := config.Default()
 	for i := 0; i < b.N; i++ {
 		if err := c.Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAddCallRecords measures one batch as the call log writes it
+// (about a second's worth of ended calls, one fsynced transaction) into a
+// full log, so that every batch also trims as many of the oldest.
+func BenchmarkAddCallRecords(b *testing.B) {
+	const batch = 20
+	s, err := Open(b.TempDir(), Options{MaxCallRecords: 10000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	records := make([]b2bua.Record, batch)
+	for i := range records {
+		records[i] = callRecord(i)
+	}
+	for range 10000 / batch {
+		if err := s.AddCallRecords(records); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.AddCallRecords(records); err != nil {
 			b.Fatal(err)
 		}
 	}

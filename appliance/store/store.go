@@ -1,6 +1,7 @@
 // Package store keeps the appliance's state in one bbolt file: the
 // candidate and running configuration with numbered revisions, the
-// machine identity, admin users, portal sessions and the audit log.
+// machine identity, admin users, portal sessions, the audit log and the
+// call detail records.
 //
 // bbolt commits each transaction atomically (copy-on-write pages, a meta
 // page written last and fsynced), so a crash during Apply leaves either
@@ -53,6 +54,9 @@ type Options struct {
 	MaxRevisions int
 	// MaxAudit bounds the audit log; default 10000 events.
 	MaxAudit int
+	// MaxCallRecords bounds the call detail records; the oldest beyond
+	// it are dropped. Default 10000 records.
+	MaxCallRecords int
 	// NoSync skips fsync, for benchmarks only.
 	NoSync bool
 }
@@ -81,6 +85,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.MaxAudit <= 0 {
 		opts.MaxAudit = 10000
+	}
+	if opts.MaxCallRecords <= 0 {
+		opts.MaxCallRecords = 10000
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data directory: %w", err)
@@ -130,7 +137,7 @@ func (s *Store) Check() error {
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketConfig, bucketRevisions, bucketUsers, bucketSessions, bucketAudit} {
+		for _, b := range [][]byte{bucketMeta, bucketConfig, bucketRevisions, bucketUsers, bucketSessions, bucketAudit, bucketCalls} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
 			}
