@@ -463,3 +463,94 @@ func TestCallRecords(t *testing.T) {
 		t.Errorf("call the PBX hung up: %+v", rec)
 	}
 }
+
+// callCollect places the rig's client call and returns the status codes
+// it got, provisional and final.
+func (r *callRig) callCollect() []int {
+	r.t.Helper()
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req.AppendHeader(sdpType())
+	req.SetBody(r.offer("sendrecv"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var codes []int
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		codes = append(codes, res.StatusCode)
+		if res.StatusCode == 183 && !bytes.Contains(res.Body(), []byte("m=audio")) {
+			r.t.Errorf("183 without SDP:\n%s", res)
+		}
+		return nil
+	}})
+	if err == nil {
+		r.t.Fatal("the call was answered")
+	}
+	return codes
+}
+
+// rtpPackets counts the RTP packets reaching the client's media socket
+// until stop is closed.
+func (r *callRig) rtpPackets(stop chan struct{}) chan int {
+	n := make(chan int, 1)
+	go func() {
+		count := 0
+		buf := make([]byte, 1500)
+		for {
+			select {
+			case <-stop:
+				n <- count
+				return
+			default:
+			}
+			_ = r.rtp.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if k, err := r.rtp.Read(buf); err == nil && k > 12 && buf[0]>>6 == 2 && (buf[1]&0x7f == 0 || buf[1]&0x7f == 8) {
+				count++
+			}
+		}
+	}()
+	return n
+}
+
+// TestBusyTone: with the profile's busy tone on, the PBX's 486 reaches
+// the client after a 183 and a second of busy tone in G.711; with it off
+// (the default), the 486 comes at once and no media.
+func TestBusyTone(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		pbx := startPBXPhone(t)
+		pbx.busy = true
+		r := newCallRig(t, pbx, func(c *Config) {
+			for i := range c.MediaProfiles {
+				if c.MediaProfiles[i].Name == "default" && on {
+					c.MediaProfiles[i].BusyTone, c.MediaProfiles[i].BusyToneSeconds = "cept", 1
+				}
+			}
+		})
+		stop := make(chan struct{})
+		packets := r.rtpPackets(stop)
+		start := time.Now()
+		codes := r.callCollect()
+		took := time.Since(start)
+		close(stop)
+		n := <-packets
+		final := codes[len(codes)-1]
+		switch {
+		case final != 486:
+			t.Errorf("busy tone %v: responses %v, want 486 last", on, codes)
+		case on && (!slicesContains(codes, 183) || n < 30 || took < time.Second):
+			t.Errorf("busy tone on: responses %v, %d tone packets in %v", codes, n, took)
+		case !on && (slicesContains(codes, 183) || n != 0):
+			t.Errorf("busy tone off: responses %v, %d packets", codes, n)
+		}
+		if rec := nextRecord(t, r); rec.Result != b2bua.Refused || rec.Code != 486 {
+			t.Errorf("busy tone %v: record %+v", on, rec)
+		}
+		waitFor(t, func() bool { return r.svc.engine.Load().Active() == 0 })
+	}
+}

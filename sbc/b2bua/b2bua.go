@@ -305,9 +305,10 @@ type plan struct {
 	noReply, noAnswer time.Duration
 	// headers pass from the caller to the callee, back from the callee.
 	headers, back headerSet
-	// busyTone: turn the PBX's 486 and 600 into a busy tone for the
-	// client (seed Appendix A).
-	busyTone bool
+	// busyTone, when set, turns the PBX's 486 and 600 into a busy tone
+	// for the client first (seed Appendix A), for busyFor.
+	busyTone media.Tone
+	busyFor  time.Duration
 }
 
 // afterFunc is time.AfterFunc, never firing for a zero duration.
@@ -330,11 +331,17 @@ func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
 	if core == nil {
 		return plan{}, 503
 	}
-	return plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.TransportOf(target.Transport),
-		busyTone: access.Profile.BusyTone,
+	p := plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.TransportOf(target.Transport),
 		invite: func(body []byte, ct string) *sip.Request {
 			return outboundInvite(req, target, body, ct)
-		}}, 0
+		}}
+	if tone, ok := media.BusyTone(access.Profile.BusyTone); ok {
+		p.busyTone, p.busyFor = tone, 4*time.Second
+		if n := access.Profile.BusyToneSeconds; n > 0 {
+			p.busyFor = time.Duration(n) * time.Second
+		}
+	}
+	return p, 0
 }
 
 // toClient plans the PBX's call to a subscriber: the Request-URI's user

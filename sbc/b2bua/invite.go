@@ -115,6 +115,9 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	var dr *sipgo.ErrDialogResponse
 	switch cause := context.Cause(ctx); {
 	case errors.As(err, &dr):
+		if code := dr.Res.StatusCode; (code == 486 || code == 600) && p.busyFor > 0 && bd != nil && !answered {
+			b.playBusy(ctx, p, in, sess)
+		}
 		cancel(nil)
 		return fail(Refused, dr.Res.StatusCode, dr.Res.Reason, strconv.Itoa(dr.Res.StatusCode)+" "+dr.Res.Reason, err)
 	case errors.Is(cause, errCallerCancelled):
@@ -218,6 +221,24 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		}
 	}
 	return nil
+}
+
+// playBusy plays the caller a busy tone as early media before its call
+// is refused as busy (seed Appendix A: Zoom clients play none of their
+// own): a 183 with psigate's own answer, then the tone, until the time is
+// up or the caller hangs up.
+func (b *B2BUA) playBusy(ctx context.Context, p plan, in *sipgo.DialogServerSession, sess *media.Session) {
+	ans, player, err := sess.AnswerLocally(relay.A)
+	if err != nil {
+		b.log.Info("no busy tone", "call-id", in.InviteRequest.CallID().Value(), "err", err)
+		return
+	}
+	if err := in.WriteResponse(response(in.InviteRequest, 183, "Session Progress", ans, "application/sdp", nil, nil)); err != nil {
+		return
+	}
+	if err := player.Play(ctx, p.busyTone, p.busyFor); err != nil {
+		b.log.Warn("busy tone failed", "call-id", in.InviteRequest.CallID().Value(), "err", err)
+	}
 }
 
 // ackCallee acknowledges the callee's 2xx, with the answer when the 2xx

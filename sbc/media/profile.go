@@ -105,10 +105,12 @@ type Profile struct {
 	Transcoding bool `json:"transcoding"`
 	// BusyTone: when the PBX refuses a call of this profile's client
 	// with 486 Busy Here or 600 Busy Everywhere, psigate first plays a
-	// busy tone to the client as early media for BusyToneSeconds (Zoom
-	// clients play none of their own, seed Appendix A). Off by default.
-	BusyTone        bool `json:"busyTone"`
-	BusyToneSeconds int  `json:"busyToneSeconds,omitempty"`
+	// busy tone to the client as early media (183 with SDP) for
+	// BusyToneSeconds (default 4), then sends the refusal: Zoom clients
+	// play none of their own (seed Appendix A). "" (off, the default),
+	// "cept" (425 Hz) or "north-america" (480 + 620 Hz).
+	BusyTone        string `json:"busyTone,omitempty"`
+	BusyToneSeconds int    `json:"busyToneSeconds,omitempty"`
 }
 
 // DefaultProfiles are the profiles of a fresh appliance: "default" (RTP
@@ -161,6 +163,9 @@ func (p Profile) Validate() error {
 	l.Unique("codecs", "name", names)
 	l.Unique("codecs", "priority", prios)
 	l.Range("telephoneEventPayloadType", p.TelephoneEventPayloadType, 96, 127)
+	if p.BusyTone != "" {
+		l.OneOf("busyTone", p.BusyTone, BusyToneCEPT, BusyToneNorthAmerica)
+	}
 	if p.BusyToneSeconds != 0 {
 		l.Range("busyToneSeconds", p.BusyToneSeconds, 1, 30)
 	}

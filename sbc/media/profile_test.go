@@ -160,6 +160,9 @@ func TestProfileValidate(t *testing.T) {
 		{"pt 95", func(p *Profile) { p.TelephoneEventPayloadType = 95 }, "telephoneEventPayloadType"},
 		{"pt 128", func(p *Profile) { p.TelephoneEventPayloadType = 128 }, "telephoneEventPayloadType"},
 		{"pt 0", func(p *Profile) { p.TelephoneEventPayloadType = 0 }, "telephoneEventPayloadType"},
+		{"busy tone style", func(p *Profile) { p.BusyTone = "loud" }, "busyTone"},
+		{"busy tone 0.5 min", func(p *Profile) { p.BusyTone, p.BusyToneSeconds = "cept", 31 }, "busyToneSeconds"},
+		{"busy tone negative", func(p *Profile) { p.BusyToneSeconds = -1 }, "busyToneSeconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -51,6 +52,9 @@ type Bridge struct {
 	fired   atomic.Bool // a timeout was reported
 	started time.Time
 	nextRR  time.Time // next receiver reports (monitor goroutine only)
+
+	injectMu sync.Mutex
+	inject   *buffers // Inject's, made on first use
 }
 
 // maxPacket is the largest datagram handled; larger ones are dropped.
@@ -73,6 +77,28 @@ func (br *Bridge) Update(side Side, p Params) error {
 	if p.Receive && (prev == nil || !prev.p.Receive) {
 		br.fired.Store(false)
 	}
+	return nil
+}
+
+// Inject sends a plain RTP packet on leg side as if the other leg had
+// relayed it: its payload type mapped, transcoded and protected as the
+// leg needs. It is for media psigate makes itself (a busy tone) while the
+// other leg relays nothing; the two must not overlap.
+func (br *Bridge) Inject(side Side, pkt []byte) error {
+	if len(pkt) > maxPacket {
+		return fmt.Errorf("relay: packet of %d bytes", len(pkt))
+	}
+	br.injectMu.Lock()
+	defer br.injectMu.Unlock()
+	if br.inject == nil {
+		br.inject = newBuffers()
+	}
+	b := br.inject
+	p := b.in[:copy(b.in, pkt)] // forwarding rewrites it in place
+	if _, err := b.hdr.Unmarshal(p); err != nil {
+		return fmt.Errorf("relay: injected packet: %w", err)
+	}
+	br.forwardRTP(br.legs[side], p, b)
 	return nil
 }
 
