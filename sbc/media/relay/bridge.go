@@ -192,7 +192,7 @@ func (br *Bridge) relayRTP(l, peer *leg, pkt []byte, src netip.AddrPort, b *buff
 		return
 	}
 	if l.unlatch.Swap(false) {
-		l.latched = false
+		l.latched.Store(false)
 	}
 	if !l.accept(src, b.hdr.SSRC, st.in != nil, now) {
 		l.stats.rejected.Add(1)

@@ -76,8 +76,9 @@ type leg struct {
 
 	// unlatch asks the RTP read loop to latch afresh (set by retarget).
 	unlatch atomic.Bool
-	// Read-loop-only latching state of the RTP socket.
-	latched     bool
+	// Latching state of the RTP socket, written by its read loop only;
+	// the RTCP loop reads latched too.
+	latched     atomic.Bool
 	latchedSSRC uint32
 	lastLatched time.Time
 
@@ -168,7 +169,7 @@ const relatchQuiet = time.Second
 //     silent for relatchQuiet (the peer restarted its stream). A stranger
 //     sending while the peer talks is ignored.
 func (l *leg) accept(src netip.AddrPort, ssrc uint32, authenticated bool, now time.Time) bool {
-	if l.latched {
+	if l.latched.Load() {
 		if d := l.dest.Load(); d != nil && *d == src {
 			l.latchedSSRC, l.lastLatched = ssrc, now
 			return true
@@ -178,7 +179,8 @@ func (l *leg) accept(src netip.AddrPort, ssrc uint32, authenticated bool, now ti
 		}
 		l.stats.relatches.Add(1)
 	}
-	l.latched, l.latchedSSRC, l.lastLatched = true, ssrc, now
+	l.latched.Store(true)
+	l.latchedSSRC, l.lastLatched = ssrc, now
 	l.dest.Store(heapAddr(src))
 	return true
 }
@@ -199,7 +201,7 @@ func (l *leg) acceptRTCP(src netip.AddrPort, authenticated bool) bool {
 		return true
 	}
 	if !authenticated {
-		if d := l.dest.Load(); l.latched && (d == nil || d.Addr() != src.Addr()) {
+		if d := l.dest.Load(); l.latched.Load() && (d == nil || d.Addr() != src.Addr()) {
 			return false
 		}
 	}
@@ -219,7 +221,7 @@ func (l *leg) retarget(p Params, prev *state) {
 	}
 	l.dest.Store(&remote)
 	l.destRTCP.Store(&rtcp)
-	// The read loop owns l.latched; a changed SDP address makes the next
+	// The RTP read loop owns l.latched; a changed SDP address makes the next
 	// packet latch again (see unlatch).
 	l.unlatch.Store(true)
 }
