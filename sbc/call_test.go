@@ -100,6 +100,20 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	for _, on := range []func(sipgo.RequestHandler){srv.OnUpdate, srv.OnInfo, srv.OnRefer, srv.OnNotify, srv.OnMessage, srv.OnOptions} {
 		on(inDialog)
 	}
+	// A SUBSCRIBE makes a subscription dialog: a tag of the PBX's own.
+	srv.OnSubscribe(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		if req.To().Params.Has("tag") {
+			p.inDialog <- req.Clone()
+		}
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if !res.To().Params.Has("tag") {
+			res.To().Params.Add("tag", "pbx-sub")
+		}
+		res.AppendHeader(contact.Clone())
+		res.AppendHeader(sip.NewHeader("Expires", "600"))
+		tx.Respond(res)
+	})
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		if req.To().Params.Has("tag") {
 			inDialog(req, tx)

@@ -554,3 +554,27 @@ func TestBusyTone(t *testing.T) {
 		waitFor(t, func() bool { return r.svc.engine.Load().Active() == 0 })
 	}
 }
+
+// TestShutdownEndsCalls: a stopping service ends its calls with BYE on
+// both legs and records them.
+func TestShutdownEndsCalls(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	if _, code := r.call(); code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	r.svc.calls.Load().Close()
+	for _, ch := range []chan struct{}{r.byes, pbx.byes} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a leg got no BYE at shutdown")
+		}
+	}
+	if rec := nextRecord(t, r); rec.Reason != b2bua.ReasonShutdown {
+		t.Errorf("record %+v", rec)
+	}
+	if n := r.svc.calls.Load().Active(); n != 0 {
+		t.Errorf("%d calls after shutdown", n)
+	}
+}

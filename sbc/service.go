@@ -160,15 +160,20 @@ func (s *Service) install(r *signal.Realm) {
 		}
 		calls.HandleBye(r, req, tx)
 	}))
-	// Requests inside a call's dialog; outside one they have nothing
-	// to go to yet.
+	// Requests inside a call's or a subscription's dialog; MESSAGE,
+	// NOTIFY and SUBSCRIBE also outside one.
 	inDialog := guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		calls := s.calls.Load()
-		if calls == nil || !req.To().Params.Has("tag") {
+		switch {
+		case calls == nil:
+			signal.Respond(s.log, tx, req, 503, "Service Unavailable")
+		case req.To().Params.Has("tag"):
+			calls.HandleRequest(r, req, tx)
+		case req.Method == sip.MESSAGE || req.Method == sip.NOTIFY || req.Method == sip.SUBSCRIBE:
+			calls.HandleOutside(r, req, tx)
+		default:
 			signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
-			return
 		}
-		calls.HandleRequest(r, req, tx)
 	})
 	r.Server.OnUpdate(inDialog)
 	r.Server.OnInfo(inDialog)
@@ -344,6 +349,9 @@ func (s *Service) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if c := s.calls.Load(); c != nil {
+				c.Close() // BYE on every call while the stack still runs
+			}
 			return s.save()
 		case now := <-t.C:
 			for _, b := range s.bindings.Expire(now) {

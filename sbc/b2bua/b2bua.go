@@ -71,7 +71,8 @@ type B2BUA struct {
 	settings Settings
 	servers  map[cacheKey]*sipgo.DialogServerCache
 	clients  map[cacheKey]*sipgo.DialogClientCache
-	calls    map[string]*call // by dialog ID, both legs
+	calls    map[string]*call         // by dialog ID, both legs
+	subs     map[string]*subscription // by subKey, both sides
 }
 
 // New returns a B2BUA; Configure must be called before calls arrive.
@@ -79,7 +80,7 @@ func New(realms Realms, engine *relay.Engine, log *slog.Logger) *B2BUA {
 	return &B2BUA{realms: realms, engine: engine, log: log,
 		servers: map[cacheKey]*sipgo.DialogServerCache{},
 		clients: map[cacheKey]*sipgo.DialogClientCache{},
-		calls:   map[string]*call{}}
+		calls:   map[string]*call{}, subs: map[string]*subscription{}}
 }
 
 // Configure replaces the settings; calls in progress keep theirs.
@@ -177,6 +178,20 @@ func (b *B2BUA) match(req *sip.Request) (*call, *leg) {
 		return c, c.legs[relay.B]
 	}
 	return nil, nil
+}
+
+// Close ends every call in progress with BYE on both legs (reason
+// "service stopped") and waits until they are ended.
+func (b *B2BUA) Close() {
+	var wg sync.WaitGroup
+	for _, c := range b.live() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.hangup(b.log, nil, ReasonShutdown)
+		}()
+	}
+	wg.Wait()
 }
 
 // Active is the number of calls in progress.

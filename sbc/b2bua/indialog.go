@@ -21,7 +21,9 @@ var inDialogWait = 64 * sip.T1
 func (b *B2BUA) HandleRequest(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
 	c, from := b.match(req)
 	if c == nil {
-		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
+		if !b.inSubscription(req, tx) {
+			signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
+		}
 		return
 	}
 	if !from.inOrder(req) {
@@ -71,13 +73,7 @@ func (b *B2BUA) pass(c *call, from *leg, req *sip.Request, tx sip.ServerTransact
 			return
 		}
 	}
-	if len(req.Body()) > 0 {
-		out.SetBody(req.Body())
-		if ct := contentType(req); ct != "" {
-			h := sip.ContentTypeHeader(ct)
-			out.AppendHeader(&h)
-		}
-	}
+	copyBody(out, req)
 	ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
 	defer cancel()
 	res, err := to.do(ctx, out)
