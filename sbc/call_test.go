@@ -45,6 +45,10 @@ type pbxPhone struct {
 	// inDialog hears every request inside a dialog but BYE and ACK.
 	inDialog chan *sip.Request
 	cl       *sipgo.Client
+	// reliable: answer an INVITE that supports 100rel with a reliable
+	// 183 first, and the 200 only after its PRACK.
+	reliable bool
+	pracks   chan *sip.Request
 }
 
 func startPBXPhone(t *testing.T) *pbxPhone {
@@ -60,7 +64,7 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pbxPhone{cl: cl, addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), inDialog: make(chan *sip.Request, 16)}
+	p := &pbxPhone{cl: cl, addr: ln.Addr().String(), rtp: rtpConn, byes: make(chan struct{}, 1), cancelled: make(chan struct{}, 1), inDialog: make(chan *sip.Request, 16), pracks: make(chan *sip.Request, 4)}
 	port, _ := strconv.Atoi(strings.Split(p.addr, ":")[1])
 	cache := sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}}})
 	record := func(req *sip.Request) {
@@ -100,6 +104,11 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 	for _, on := range []func(sipgo.RequestHandler){srv.OnUpdate, srv.OnInfo, srv.OnRefer, srv.OnNotify, srv.OnMessage, srv.OnOptions} {
 		on(inDialog)
 	}
+	srv.OnPrack(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+		p.pracks <- req.Clone()
+	})
 	// A SUBSCRIBE makes a subscription dialog: a tag of the PBX's own.
 	srv.OnSubscribe(func(req *sip.Request, tx sip.ServerTransaction) {
 		record(req)
@@ -123,6 +132,16 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 		ds, err := cache.ReadInvite(req, tx)
 		if err != nil {
 			return
+		}
+		if p.reliable && strings.Contains(strings.Join(headerValues(req, "Supported"), ","), "100rel") {
+			early := pbxAnswer(req.Body(), rtpConn.LocalAddr().(*net.UDPAddr).Port)
+			ds.Respond(183, "Session Progress", early, sdpType(), sip.NewHeader("Require", "100rel"), sip.NewHeader("RSeq", "1"), contact.Clone())
+			select {
+			case <-p.pracks:
+			case <-time.After(5 * time.Second):
+				ds.Respond(504, "No PRACK", nil)
+				return
+			}
 		}
 		ds.Respond(180, "Ringing", nil)
 		if p.ringing {
@@ -201,6 +220,14 @@ func pbxAnswer(offer []byte, port int) []byte {
 func sdpType() sip.Header {
 	ct := sip.ContentTypeHeader("application/sdp")
 	return &ct
+}
+
+func headerValues(m *sip.Request, name string) []string {
+	var v []string
+	for _, h := range m.GetHeaders(name) {
+		v = append(v, h.Value())
+	}
+	return v
 }
 
 // invite is the first INVITE the PBX received.

@@ -578,3 +578,43 @@ func TestShutdownEndsCalls(t *testing.T) {
 		t.Errorf("%d calls after shutdown", n)
 	}
 }
+
+// TestReliableProvisional: the PBX's reliable 183 (RFC 3262) gets psigate's
+// PRACK in the PBX's early dialog, with the RAck of the 183; the call then
+// goes on, its ACK keeps the INVITE's CSeq and the BYE comes after the
+// PRACK's.
+func TestReliableProvisional(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.reliable = true
+	r := newCallRig(t, pbx)
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	inv := pbx.invite(t)
+	if !strings.Contains(strings.Join(headerValues(inv, "Supported"), ","), "100rel") {
+		t.Errorf("the PBX's INVITE does not offer 100rel:\n%s", inv)
+	}
+	hangUp(t, r, dc)
+	var prack, ack, bye *sip.Request
+	for _, req := range pbx.requests() {
+		switch req.Method {
+		case sip.PRACK:
+			prack = req
+		case sip.ACK:
+			ack = req
+		case sip.BYE:
+			bye = req
+		}
+	}
+	if prack == nil || ack == nil || bye == nil {
+		t.Fatalf("PRACK %v, ACK %v, BYE %v", prack != nil, ack != nil, bye != nil)
+	}
+	invSeq := inv.CSeq().SeqNo
+	if rack := prack.GetHeader("RAck"); rack == nil || rack.Value() != "1 "+strconv.Itoa(int(invSeq))+" INVITE" || prack.CallID().Value() != inv.CallID().Value() || !prack.To().Params.Has("tag") {
+		t.Errorf("PRACK:\n%s", prack)
+	}
+	if prack.CSeq().SeqNo <= invSeq || ack.CSeq().SeqNo != invSeq || bye.CSeq().SeqNo <= prack.CSeq().SeqNo {
+		t.Errorf("CSeq: INVITE %d, PRACK %d, ACK %d, BYE %d", invSeq, prack.CSeq().SeqNo, ack.CSeq().SeqNo, bye.CSeq().SeqNo)
+	}
+}

@@ -251,11 +251,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	_ = in.Respond(100, "Trying", nil)
-	caller := &leg{side: relay.A, uas: in, client: !p.toClient, contact: contact(r, transport), target: *req.Contact().Address.Clone(),
-		remoteCSeq: req.CSeq().SeqNo, seenCSeq: true, agent: agentOf(req)}
-	if caller.client {
-		caller.flow = req.Source()
-	}
+	caller := callerLeg(in, r.Client, !p.toClient, contact(r, transport))
 	if err := b.bridge(s, p, caller, req, tx); err != nil {
 		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
 	}

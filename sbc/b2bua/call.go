@@ -76,7 +76,7 @@ func (c *call) hangup(log logger, by *leg, reason string) {
 			go func() {
 				defer wg.Done()
 				if err := l.bye(ctx, byeReason(reason)); err != nil {
-					log.Warn("BYE failed", "call-id", l.callID(), "err", err)
+					log.Warn("BYE failed", "call-id", l.callID, "err", err)
 				}
 			}()
 		}

@@ -189,7 +189,7 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 	if err != nil {
 		c.media.Reject()
 		if req.Method == sip.INVITE {
-			_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+			_ = to.ack(out.CSeq().SeqNo, nil, "")
 		}
 		b.log.Info("re-offer failed", "call-id", c.info.CallID, "err", err)
 		c.offering.Store(false)
@@ -205,7 +205,7 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 		return
 	}
 	if bd != nil || rb == nil {
-		_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+		_ = to.ack(out.CSeq().SeqNo, nil, "")
 		c.offering.Store(false)
 		_ = tx.Respond(ok)
 		return
@@ -223,19 +223,17 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 		if err == nil {
 			ans, err = c.media.Answer(from.side, ab.sdp)
 		}
-		out := sip.NewRequest(sip.ACK, sip.Uri{})
 		if err == nil {
-			out.SetBody(ab.with(ans))
-			h := sip.ContentTypeHeader(ab.contentType)
-			out.AppendHeader(&h)
+			_ = to.ack(out.CSeq().SeqNo, ab.with(ans), ab.contentType)
+		} else {
+			_ = to.ack(out.CSeq().SeqNo, nil, "")
 		}
-		_ = to.write(out)
 		if err != nil {
 			c.hangup(b.log, nil, "answer in ACK not acceptable")
 		}
 	case <-time.After(ackWait):
 		c.acks.Store(nil)
-		_ = to.write(sip.NewRequest(sip.ACK, sip.Uri{}))
+		_ = to.ack(out.CSeq().SeqNo, nil, "")
 		c.hangup(b.log, nil, ReasonNoAck)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +74,11 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	}
 	out := p.invite(outBody, outType)
 	copyHeaders(out, req, p.headers)
+	if bd != nil {
+		// psigate acknowledges the callee's reliable provisionals itself
+		// (RFC 3262, hop by hop); towards the caller they are ordinary.
+		out.AppendHeader(sip.NewHeader("Supported", "100rel"))
+	}
 	if rep := req.GetHeader("Replaces"); rep != nil {
 		out.AppendHeader(sip.NewHeader("Replaces", b.replaces(rep.Value())))
 	}
@@ -95,8 +101,14 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		return fail(Failed, 503, "Service Unavailable", "callee unreachable", err)
 	}
 	answered := false // early media answered the caller's offer
+	prack := &pracker{dc: dc, cl: p.realm.Client, flow: p.flow, cseq: dc.InviteRequest.CSeq().SeqNo}
 	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		noReply.Stop()
+		if res.StatusCode > 100 && res.StatusCode < 200 {
+			if dup := prack.acknowledge(ctx, res); dup {
+				return nil // a retransmission of a reliable provisional
+			}
+		}
 		if noAnswer == nil && res.IsProvisional() {
 			noAnswer = afterFunc(p.noAnswer, func() { cancel(errNoAnswer) })
 		}
@@ -134,12 +146,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		return fail(Failed, 504, "Server Time-out", "callee failed: "+err.Error(), err)
 	}
 	res := dc.InviteResponse
-	callee := &leg{side: relay.B, uac: dc, client: p.toClient, flow: p.flow, contact: contact(p.realm, p.transport), agent: agentOf(res)}
-	if ct := res.Contact(); ct != nil {
-		callee.target = *ct.Address.Clone()
-	} else {
-		callee.target = *dc.InviteRequest.Recipient.Clone()
-	}
+	callee := calleeLeg(dc, res, p.realm.Client, p.toClient, p.flow, contact(p.realm, p.transport), prack.cseq)
 	c.legs = [2]*leg{caller, callee}
 	c.info.CalleeAgent = callee.agent
 	rb, err := bodyOf(res.Body(), contentType(res))
@@ -241,11 +248,94 @@ func (b *B2BUA) playBusy(ctx context.Context, p plan, in *sipgo.DialogServerSess
 	}
 }
 
+// pracker sends the PRACKs for the callee's reliable provisional
+// responses (RFC 3262 section 7.2) in its early dialog.
+type pracker struct {
+	dc    *sipgo.DialogClientSession
+	cl    *sipgo.Client
+	flow  string
+	cseq  uint32 // the last CSeq psigate used in the dialog
+	rseqs map[string]uint32
+}
+
+// acknowledge sends a PRACK for a reliable provisional and reports
+// whether the response is a retransmission of one already acknowledged.
+func (pr *pracker) acknowledge(ctx context.Context, res *sip.Response) (dup bool) {
+	if !hasTag(res, "Require", "100rel") {
+		return false
+	}
+	h := res.GetHeader("RSeq")
+	if h == nil {
+		return false
+	}
+	rseq, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
+	if err != nil {
+		return false
+	}
+	tag, _ := res.To().Params.Get("tag")
+	if pr.rseqs == nil {
+		pr.rseqs = map[string]uint32{}
+	}
+	if last, ok := pr.rseqs[tag]; ok && uint32(rseq) <= last {
+		return true
+	}
+	pr.rseqs[tag] = uint32(rseq)
+	inv := pr.dc.InviteRequest
+	target := inv.Recipient
+	if c := res.Contact(); c != nil {
+		target = c.Address
+	}
+	pr.cseq++
+	req := sip.NewRequest(sip.PRACK, *target.Clone())
+	from, to := *inv.From(), *res.To()
+	req.AppendHeader(&from)
+	req.AppendHeader(&to)
+	req.AppendHeader(sip.NewHeader("Call-ID", inv.CallID().Value()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: pr.cseq, MethodName: sip.PRACK})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- {
+		req.AppendHeader(sip.NewHeader("Route", rr[i].Value()))
+	}
+	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%d %d INVITE", rseq, inv.CSeq().SeqNo)))
+	req.SetBody(nil)
+	req.SetTransport(inv.Transport())
+	if pr.flow != "" {
+		req.SetDestination(pr.flow)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inDialogWait)
+		defer cancel()
+		_, _ = pr.cl.Do(ctx, req, sipgo.ClientRequestAddVia)
+	}()
+	return false
+}
+
+// hasTag reports whether a header lists an option tag.
+func hasTag(m message, header, tag string) bool {
+	for _, h := range []sip.Header{m.GetHeader(header)} {
+		if h == nil {
+			continue
+		}
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // ackCallee acknowledges the callee's 2xx, with the answer when the 2xx
 // carried the offer.
 func (b *B2BUA) ackCallee(ctx context.Context, callee *leg, body []byte, ct ...string) error {
-	ack := sip.NewRequest(sip.ACK, sip.Uri{})
-	callee.prepare(ack)
+	callee.mu.Lock()
+	ack := sip.NewRequest(sip.ACK, *callee.target.Clone())
+	callee.mu.Unlock()
+	if callee.flow != "" {
+		ack.SetDestination(callee.flow)
+	}
 	if len(body) > 0 {
 		ack.SetBody(body)
 		h := sip.ContentTypeHeader(ct[0])

@@ -13,23 +13,75 @@ import (
 
 // leg is one of a call's two dialogs. On the caller's leg psigate is the
 // UAS (uas is set), on the callee's the UAC (uac is set); either may be a
-// subscriber's (client) or the PBX's.
+// subscriber's (client) or the PBX's. sipgo's sessions carry the initial
+// INVITE transaction; every later request of psigate's in the dialog is
+// built here, with the leg's own CSeq, route set and remote target.
 type leg struct {
 	side   relay.Side // its media side: relay.A is the caller's
 	uas    *sipgo.DialogServerSession
 	uac    *sipgo.DialogClientSession
-	client bool // a subscriber's leg, on the access realm
+	cl     *sipgo.Client // the realm's
+	client bool          // a subscriber's leg, on the access realm
 	// flow, on a client's leg, is where its requests go: the address
 	// its INVITE or REGISTER came from (its Contact is unreachable
 	// behind NAT), over the same connection for TCP and TLS.
-	flow    string
-	contact sip.ContactHeader // psigate's Contact on this leg
-	agent   string            // the peer's User-Agent or Server
+	flow      string
+	transport string
+	contact   sip.ContactHeader // psigate's Contact on this leg
+	agent     string            // the peer's User-Agent or Server
+
+	callID            string
+	local, remote     sip.FromHeader // psigate's and the peer's URIs, without tags
+	localTag, peerTag string
+	route             []string // the route set, in the order requests carry it
 
 	mu         sync.Mutex
 	target     sip.Uri // the remote target, refreshed by re-INVITE and UPDATE
+	cseq       uint32  // psigate's last CSeq on the leg
 	remoteCSeq uint32  // the last CSeq of a request from the peer
 	seenCSeq   bool
+}
+
+// callerLeg is the leg of a received INVITE (RFC 3261 section 12.1.1:
+// the route set is its Record-Route as it came).
+func callerLeg(in *sipgo.DialogServerSession, cl *sipgo.Client, client bool, c sip.ContactHeader) *leg {
+	req := in.InviteRequest
+	l := &leg{side: relay.A, uas: in, cl: cl, client: client, transport: req.Transport(), contact: c, agent: agentOf(req),
+		callID: req.CallID().Value(), target: *req.Contact().Address.Clone(),
+		local:  sip.FromHeader{DisplayName: req.To().DisplayName, Address: *req.To().Address.Clone()},
+		remote: sip.FromHeader{DisplayName: req.From().DisplayName, Address: *req.From().Address.Clone()},
+		cseq:   1, remoteCSeq: req.CSeq().SeqNo, seenCSeq: true}
+	l.localTag, _ = req.To().Params.Get("tag") // sipgo tags its copy
+	l.peerTag, _ = req.From().Params.Get("tag")
+	for _, h := range req.GetHeaders("Record-Route") {
+		l.route = append(l.route, h.Value())
+	}
+	if client {
+		l.flow = req.Source()
+	}
+	return l
+}
+
+// calleeLeg is the leg of a sent INVITE once answered (RFC 3261 section
+// 12.1.2: the route set is the 2xx's Record-Route in reverse); cseq is
+// the last CSeq psigate used on it (the INVITE's, or a PRACK's).
+func calleeLeg(dc *sipgo.DialogClientSession, res *sip.Response, cl *sipgo.Client, client bool, flow string, c sip.ContactHeader, cseq uint32) *leg {
+	inv := dc.InviteRequest
+	l := &leg{side: relay.B, uac: dc, cl: cl, client: client, flow: flow, transport: inv.Transport(), contact: c, agent: agentOf(res),
+		callID: inv.CallID().Value(), target: *inv.Recipient.Clone(),
+		local:  sip.FromHeader{DisplayName: inv.From().DisplayName, Address: *inv.From().Address.Clone()},
+		remote: sip.FromHeader{DisplayName: res.To().DisplayName, Address: *res.To().Address.Clone()},
+		cseq:   cseq}
+	l.localTag, _ = inv.From().Params.Get("tag")
+	l.peerTag, _ = res.To().Params.Get("tag")
+	if ct := res.Contact(); ct != nil {
+		l.target = *ct.Address.Clone()
+	}
+	rr := res.GetHeaders("Record-Route")
+	for i := len(rr) - 1; i >= 0; i-- {
+		l.route = append(l.route, rr[i].Value())
+	}
+	return l
 }
 
 func (l *leg) id() string {
@@ -44,32 +96,6 @@ func (l *leg) dialog() *sipgo.Dialog {
 		return &l.uas.Dialog
 	}
 	return &l.uac.Dialog
-}
-
-// callID, localTag and remoteTag identify the dialog as psigate has it.
-func (l *leg) callID() string { return l.dialog().InviteRequest.CallID().Value() }
-
-func (l *leg) localTag() string {
-	d := l.dialog()
-	if l.uas != nil {
-		t, _ := d.InviteRequest.To().Params.Get("tag") // sipgo tags its copy
-		return t
-	}
-	t, _ := d.InviteRequest.From().Params.Get("tag")
-	return t
-}
-
-func (l *leg) remoteTag() string {
-	d := l.dialog()
-	if l.uas != nil {
-		t, _ := d.InviteRequest.From().Params.Get("tag")
-		return t
-	}
-	if d.InviteResponse == nil {
-		return ""
-	}
-	t, _ := d.InviteResponse.To().Params.Get("tag")
-	return t
 }
 
 // inOrder checks a request's CSeq against the peer's last (RFC 3261
@@ -103,38 +129,58 @@ func (l *leg) refresh(m sip.Message) {
 	l.mu.Unlock()
 }
 
-// prepare addresses an in-dialog request: the remote target as
-// Request-URI, the client's flow as destination, psigate's Contact.
-// The dialog session adds From, To, Call-ID, CSeq, Route and Via.
-func (l *leg) prepare(req *sip.Request) {
+// build makes req a request of the dialog: psigate's From and tag, the
+// peer's To and tag, the Call-ID, the next CSeq (an ACK keeps the one it
+// has), the route set, the remote target as Request-URI, psigate's
+// Contact on requests that refresh the target, and the destination: the
+// client's flow, else the first route, else the target.
+func (l *leg) build(req *sip.Request) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	req.Recipient = *l.target.Clone()
-	l.mu.Unlock()
-	if l.flow != "" {
-		req.SetDestination(l.flow)
+	from := sip.FromHeader{DisplayName: l.local.DisplayName, Address: l.local.Address, Params: sip.HeaderParams{{K: "tag", V: l.localTag}}}
+	to := sip.ToHeader{DisplayName: l.remote.DisplayName, Address: l.remote.Address, Params: sip.HeaderParams{{K: "tag", V: l.peerTag}}}
+	hdrs := []sip.Header{&from, &to, sip.NewHeader("Call-ID", l.callID)}
+	if req.CSeq() == nil {
+		l.cseq++
+		hdrs = append(hdrs, &sip.CSeqHeader{SeqNo: l.cseq, MethodName: req.Method})
 	}
+	mf := sip.MaxForwardsHeader(70)
+	hdrs = append(hdrs, &mf)
+	for _, r := range l.route {
+		hdrs = append(hdrs, sip.NewHeader("Route", r))
+	}
+	req.PrependHeader(hdrs...)
 	if req.Contact() == nil && (req.Method == sip.INVITE || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE || req.Method == sip.NOTIFY || req.Method == sip.REFER) {
 		c := l.contact
 		req.AppendHeader(&c)
+	}
+	if req.Body() == nil {
+		req.SetBody(nil) // Content-Length: 0
+	}
+	req.SetTransport(l.transport)
+	if l.flow != "" {
+		req.SetDestination(l.flow)
 	}
 }
 
 // request starts a client transaction for an in-dialog request.
 func (l *leg) request(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
-	l.prepare(req)
-	if l.uas != nil {
-		return l.uas.TransactionRequest(ctx, req)
-	}
-	return l.uac.TransactionRequest(ctx, req)
+	l.build(req)
+	return l.cl.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
 }
 
-// write sends an ACK on the dialog.
-func (l *leg) write(req *sip.Request) error {
-	l.prepare(req)
-	if l.uas != nil {
-		return l.uas.WriteRequest(req)
+// ack acknowledges a 2xx to psigate's re-INVITE with CSeq cseq.
+func (l *leg) ack(cseq uint32, body []byte, ct string) error {
+	req := sip.NewRequest(sip.ACK, sip.Uri{})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.ACK})
+	if len(body) > 0 {
+		req.SetBody(body)
+		h := sip.ContentTypeHeader(ct)
+		req.AppendHeader(&h)
 	}
-	return l.uac.WriteRequest(req)
+	l.build(req)
+	return l.cl.WriteRequest(req, sipgo.ClientRequestAddVia)
 }
 
 // do sends an in-dialog request and waits for its final response.

@@ -97,7 +97,7 @@ func (b *B2BUA) replaces(v string) string {
 		return v
 	}
 	o := c.other(l)
-	out := o.callID() + ";to-tag=" + o.remoteTag() + ";from-tag=" + o.localTag()
+	out := o.callID + ";to-tag=" + o.peerTag + ";from-tag=" + o.localTag
 	for _, r := range rest {
 		out += ";" + r
 	}
