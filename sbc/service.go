@@ -524,6 +524,13 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 			n, err := s.nodes.Route("")
 			return b2bua.Target{Addr: n.Addr, Transport: n.Transport}, err
 		},
+		Flow: func(aor, contact string) (string, string, bool) {
+			b := s.bindings.Find(aor, contact, "")
+			if b == nil || b.Pending {
+				return "", "", false
+			}
+			return b.Flow.Transport, b.Flow.Source, true
+		},
 		Lookup: func(token string) (b2bua.Subscriber, bool) {
 			b := s.bindings.Get(token)
 			if b == nil || b.Pending {

@@ -48,6 +48,9 @@ type Settings struct {
 	// Seed 9.4.1.1 "INVITE No Reply timeout" and "INVITE No Answer
 	// timeout".
 	NoReply, NoAnswer time.Duration
+	// Flow finds the flow of a subscriber's binding now, by its AOR and
+	// Contact URI (may be nil).
+	Flow func(aor, contact string) (transport, source string, ok bool)
 	// ToCore and ToAccess are the headers that cross towards the PBX and
 	// towards clients; nil means DefaultToCore and DefaultToAccess.
 	ToCore, ToAccess []string
@@ -252,6 +255,10 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	}
 	_ = in.Respond(100, "Trying", nil)
 	caller := callerLeg(in, r.Client, !p.toClient, contact(r, transport))
+	if caller.client && s.Flow != nil {
+		aor, ct := req.From().Address.String(), req.Contact().Address.String()
+		caller.reflow = func() (string, string, bool) { return s.Flow(aor, ct) }
+	}
 	if err := b.bridge(s, p, caller, req, tx); err != nil {
 		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
 	}
@@ -312,6 +319,7 @@ type plan struct {
 	// (behind NAT).
 	toClient bool
 	flow     string
+	reflow   func() (transport, source string, ok bool)
 	// noReply and noAnswer bound the wait for the callee.
 	noReply, noAnswer time.Duration
 	// headers pass from the caller to the callee, back from the callee.
@@ -377,10 +385,14 @@ func (b *B2BUA) toClient(s Settings, req *sip.Request) (plan, int) {
 	}
 	client := s.AccessMedia
 	client.Profile = s.ProfileFor(sub.UserAgent)
-	return plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.TransportOf(sub.Transport),
+	p := plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.TransportOf(sub.Transport),
 		invite: func(body []byte, ct string) *sip.Request {
 			return clientInvite(req, sub, contactURI, body, ct)
-		}, toClient: true, flow: sub.Source}, 0
+		}, toClient: true, flow: sub.Source}
+	if s.Flow != nil {
+		p.reflow = func() (string, string, bool) { return s.Flow(sub.AOR, sub.Contact) }
+	}
+	return p, 0
 }
 
 // Subscriber is what a call to a registered client needs of its binding.

@@ -147,6 +147,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	}
 	res := dc.InviteResponse
 	callee := calleeLeg(dc, res, p.realm.Client, p.toClient, p.flow, contact(p.realm, p.transport), prack.cseq)
+	callee.reflow = p.reflow
 	c.legs = [2]*leg{caller, callee}
 	c.info.CalleeAgent = callee.agent
 	rb, err := bodyOf(res.Body(), contentType(res))

@@ -27,8 +27,12 @@ type leg struct {
 	// behind NAT), over the same connection for TCP and TLS.
 	flow      string
 	transport string
-	contact   sip.ContactHeader // psigate's Contact on this leg
-	agent     string            // the peer's User-Agent or Server
+	// reflow, on a client's leg, finds the client's flow now: a client
+	// whose connection broke registers again on a new one, and the
+	// call's requests follow it there.
+	reflow  func() (transport, source string, ok bool)
+	contact sip.ContactHeader // psigate's Contact on this leg
+	agent   string            // the peer's User-Agent or Server
 
 	callID            string
 	local, remote     sip.FromHeader // psigate's and the peer's URIs, without tags
@@ -157,6 +161,11 @@ func (l *leg) build(req *sip.Request) {
 	}
 	if req.Body() == nil {
 		req.SetBody(nil) // Content-Length: 0
+	}
+	if l.reflow != nil {
+		if t, src, ok := l.reflow(); ok && src != l.flow {
+			l.transport, l.flow = t, src
+		}
 	}
 	req.SetTransport(l.transport)
 	if l.flow != "" {

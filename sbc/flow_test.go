@@ -1,0 +1,156 @@
+package sbc
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// rawSIP is a client speaking SIP over its own TCP connection, so a test
+// decides when the connection breaks.
+type rawSIP struct {
+	t    *testing.T
+	conn net.Conn
+	rd   *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawSIP {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawSIP{t: t, conn: c, rd: bufio.NewReader(c)}
+}
+
+// send writes a message; "{local}" becomes the connection's local address.
+func (c *rawSIP) send(msg string) {
+	c.t.Helper()
+	msg = strings.ReplaceAll(msg, "{local}", c.conn.LocalAddr().String())
+	if _, err := c.conn.Write([]byte(msg)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// read reads the next message: its start line, headers and body.
+func (c *rawSIP) read() (start string, headers map[string]string, body string) {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	headers = map[string]string{}
+	for {
+		line, err := c.rd.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading: %v", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			if start == "" {
+				continue // keepalive
+			}
+			break
+		}
+		if start == "" {
+			start = line
+			continue
+		}
+		k, v, _ := strings.Cut(line, ":")
+		headers[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	}
+	n, _ := strconv.Atoi(headers["content-length"])
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.rd, b); err != nil {
+		c.t.Fatal(err)
+	}
+	return start, headers, string(b)
+}
+
+// until reads messages until one's start line has the prefix.
+func (c *rawSIP) until(prefix string) (string, map[string]string, string) {
+	c.t.Helper()
+	for range 10 {
+		start, h, b := c.read()
+		if strings.HasPrefix(start, prefix) {
+			return start, h, b
+		}
+	}
+	c.t.Fatalf("no %q", prefix)
+	return "", nil, ""
+}
+
+func rawRegister(cseq int) string {
+	return "REGISTER sip:pbx.example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP {local};branch=z9hG4bK-reg" + strconv.Itoa(cseq) + ";rport\r\n" +
+		"From: <sip:1001@pbx.example.com>;tag=rawreg\r\nTo: <sip:1001@pbx.example.com>\r\n" +
+		"Call-ID: raw-reg-1\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\nMax-Forwards: 70\r\n" +
+		"Contact: <sip:1001@192.0.2.10:5099;transport=tcp>;expires=600\r\nUser-Agent: raw\r\nContent-Length: 0\r\n\r\n"
+}
+
+// TestCallFollowsReconnectedClient: a client's TCP connection breaks
+// during a call and it registers again on a new one; the PBX's BYE
+// reaches it on the new connection.
+func TestCallFollowsReconnectedClient(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	first := dialRaw(t, r.accessTCP)
+	first.send(rawRegister(1))
+	if start, _, _ := first.until("SIP/2.0 2"); !strings.HasPrefix(start, "SIP/2.0 200") {
+		t.Fatalf("REGISTER: %s", start)
+	}
+	offer := "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio " +
+		strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0\r\na=sendrecv\r\n"
+	first.send("INVITE sip:2002@pbx.example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP {local};branch=z9hG4bK-inv1;rport\r\n" +
+		"From: <sip:1001@pbx.example.com>;tag=rawcall\r\nTo: <sip:2002@pbx.example.com>\r\n" +
+		"Call-ID: raw-call-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n" +
+		"Contact: <sip:1001@192.0.2.10:5099;transport=tcp>\r\nContent-Type: application/sdp\r\n" +
+		"Content-Length: " + strconv.Itoa(len(offer)) + "\r\n\r\n" + offer)
+	start, h, _ := first.until("SIP/2.0 200")
+	if !strings.Contains(start, "200") {
+		t.Fatal(start)
+	}
+	first.send("ACK " + strings.Trim(strings.SplitN(h["contact"], ">", 2)[0], "<") + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP {local};branch=z9hG4bK-ack1;rport\r\n" +
+		"From: <sip:1001@pbx.example.com>;tag=rawcall\r\nTo: " + h["to"] + "\r\n" +
+		"Call-ID: raw-call-1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 1 })
+
+	// The connection breaks; the client comes back on a new one.
+	first.conn.Close()
+	second := dialRaw(t, r.accessTCP)
+	second.send(rawRegister(2))
+	if start, _, _ := second.until("SIP/2.0 2"); !strings.HasPrefix(start, "SIP/2.0 200") {
+		t.Fatalf("second REGISTER: %s", start)
+	}
+	waitFor(t, func() bool {
+		bs := r.svc.Bindings()
+		return len(bs) == 1 && bs[0].Flow.Source == second.conn.LocalAddr().String()
+	})
+
+	// The PBX hangs up: its BYE in its dialog.
+	inv := pbx.invite(t)
+	bye := sip.NewRequest(sip.BYE, *inv.Contact().Address.Clone())
+	bye.SetTransport("TCP")
+	bye.AppendHeader(&sip.FromHeader{Address: inv.To().Address, Params: sip.HeaderParams{{K: "tag", V: r.pbxTag(t, nil)}}})
+	bye.AppendHeader(&sip.ToHeader{Address: inv.From().Address, Params: inv.From().Params.Clone()})
+	bye.AppendHeader(sip.NewHeader("Call-ID", inv.CallID().Value()))
+	bye.AppendHeader(&sip.CSeqHeader{SeqNo: 5, MethodName: sip.BYE})
+	done := make(chan *sip.Response, 1)
+	go func() { done <- pbxDo(t, pbx, bye) }()
+	start, h, _ = second.until("BYE ")
+	if h["call-id"] != "raw-call-1" {
+		t.Errorf("BYE on the new connection for %q", h["call-id"])
+	}
+	second.send("SIP/2.0 200 OK\r\nVia: " + h["via"] + "\r\nFrom: " + h["from"] + "\r\nTo: " + h["to"] + "\r\nCall-ID: " + h["call-id"] +
+		"\r\nCSeq: " + h["cseq"] + "\r\nContent-Length: 0\r\n\r\n")
+	if res := <-done; res.StatusCode != 200 {
+		t.Errorf("the PBX's BYE: %d", res.StatusCode)
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
+}
