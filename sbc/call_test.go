@@ -271,6 +271,7 @@ func TestCallFromClientToPBX(t *testing.T) {
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	audit.enroll(t, s, pbx.addr)
 
 	// The client: SRTP offer from a loopback RTP socket.
 	clientRTP, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -418,6 +419,7 @@ func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	audit.enroll(t, s, pbx.addr)
 
 	// The client listens on its own UDP socket, so the SBC can reach it.
 	ua, _ := sipgo.NewUA(sipgo.WithUserAgent("ZoomPbxPhone 6.0"), sbctest.NoDNS())

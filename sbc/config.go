@@ -26,6 +26,7 @@ type Config struct {
 	CoreMediaProfile string    `json:"coreMediaProfile"`
 	Security         Security  `json:"security"`
 	Emergency        Emergency `json:"emergency"`
+	Calls            Calls     `json:"calls"`
 }
 
 // UserAgentProfile maps a User-Agent to a media profile, e.g.
@@ -47,6 +48,7 @@ func Default() Config {
 		CoreMediaProfile:  "default",
 		Security:          DefaultSecurity(),
 		Emergency:         DefaultEmergency(),
+		Calls:             DefaultCalls(),
 	}
 }
 
@@ -72,6 +74,7 @@ func (c Config) Validate() error {
 	c.checkProfile(&l, "coreMediaProfile", c.CoreMediaProfile)
 	l.Merge("security", c.Security.Validate())
 	l.Merge("emergency", c.Emergency.Validate())
+	l.Merge("calls", c.Calls.Validate())
 	if ep := c.Emergency.RemoteEndpoint; ep != nil && ep.MediaProfile != "" {
 		c.checkProfile(&l, "emergency.remoteEndpoint.mediaProfile", ep.MediaProfile)
 	}

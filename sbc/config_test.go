@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -346,6 +347,14 @@ func TestValidate(t *testing.T) {
 		{"endpoint name empty", func(c *Config) { c.Emergency.RemoteEndpoint.Name = "" }, "emergency.remoteEndpoint.name"},
 		{"endpoint address empty", func(c *Config) { c.Emergency.RemoteEndpoint.Address = "" }, "emergency.remoteEndpoint.address"},
 		{"endpoint address URL", func(c *Config) { c.Emergency.RemoteEndpoint.Address = "sips:e911.example" }, "emergency.remoteEndpoint.address"},
+
+		// calls.
+		{"no header lists", func(c *Config) { c.Calls = Calls{} }, ""},
+		{"empty header list", func(c *Config) { c.Calls.HeadersToCore = []string{} }, ""},
+		{"header not a token", func(c *Config) { c.Calls.HeadersToCore = append(c.Calls.HeadersToCore, "X Bad") }, "calls.headersToCore[" + strconv.Itoa(len(Default().Calls.HeadersToCore)) + "]"},
+		{"own header", func(c *Config) { c.Calls.HeadersToAccess = []string{"Subject", "via"} }, "calls.headersToAccess[1]"},
+		{"header twice", func(c *Config) { c.Calls.HeadersToAccess = []string{"Subject", "subject"} }, "calls.headersToAccess[1]"},
+		{"empty header name", func(c *Config) { c.Calls.HeadersToCore = []string{""} }, "calls.headersToCore[0]"},
 		{"endpoint port 0", func(c *Config) { c.Emergency.RemoteEndpoint.Port = 0 }, "emergency.remoteEndpoint.port"},
 		{"endpoint port 65536", func(c *Config) { c.Emergency.RemoteEndpoint.Port = 65536 }, "emergency.remoteEndpoint.port"},
 		{"endpoint transport", func(c *Config) { c.Emergency.RemoteEndpoint.Transport = "" }, "emergency.remoteEndpoint.transport"},

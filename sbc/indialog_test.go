@@ -618,3 +618,20 @@ func TestReliableProvisional(t *testing.T) {
 		t.Errorf("CSeq: INVITE %d, PRACK %d, ACK %d, BYE %d", invSeq, prack.CSeq().SeqNo, ack.CSeq().SeqNo, bye.CSeq().SeqNo)
 	}
 }
+
+// TestHeaderAllowListConfigured: the configured lists replace the
+// defaults: a header listed crosses, one no longer listed does not.
+func TestHeaderAllowListConfigured(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx, func(c *Config) { c.Calls.HeadersToCore = []string{"X-Client-Secret"} })
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	r.send(dc, sip.INFO, []byte("Signal=1\r\n"), "application/dtmf-relay", sip.NewHeader("Subject", "dropped now"), sip.NewHeader("X-Client-Secret", "listed"))
+	got := next(t, pbx.inDialog, "INFO at the PBX")
+	if got.GetHeader("X-Client-Secret") == nil || got.GetHeader("Subject") != nil {
+		t.Errorf("INFO at the PBX:\n%s", got)
+	}
+	hangUp(t, r, dc)
+}

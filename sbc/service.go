@@ -519,6 +519,8 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		NoReply:    time.Duration(rs.InviteNoReplyTimeoutMs) * time.Millisecond,
 		NoAnswer:   time.Duration(rs.InviteNoAnswerTimeoutMs) * time.Millisecond,
 		OnEnd:      s.callEnded,
+		ToCore:     cfg.Calls.HeadersToCore,
+		ToAccess:   cfg.Calls.HeadersToAccess,
 		ProfileFor: func(ua string) media.Profile { return clientProfile(cfg, ua) },
 		Route: func() (b2bua.Target, error) {
 			n, err := s.nodes.Route("")

@@ -2,6 +2,8 @@ package registrar
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -321,15 +323,15 @@ func pushParams(u sip.Uri) map[string]string {
 }
 
 // pbxRequest builds the REGISTER psigate sends to the PBX: the client's
-// Request-URI, From, To and credentials; psigate's own Call-ID, CSeq and
-// Contact; nothing else of the client's.
+// Request-URI, From and To URIs and credentials; psigate's own From tag,
+// Call-ID, CSeq and Contact; nothing else of the client's.
 func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Target, expires time.Duration) *sip.Request {
 	in := p.req
 	out := sip.NewRequest(sip.REGISTER, *in.Recipient.Clone())
 	out.SetTransport(target.Transport)
 	out.SetDestination(target.Addr)
 	from, to := *in.From(), *in.To()
-	from.Address, from.Params = *in.From().Address.Clone(), in.From().Params.Clone()
+	from.Address, from.Params = *in.From().Address.Clone(), sip.HeaderParams{{K: "tag", V: pbxTag(b.PBXCallID)}}
 	to.Address, to.Params = *in.To().Address.Clone(), in.To().Params.Clone()
 	out.AppendHeader(&from)
 	out.AppendHeader(&to)
@@ -348,6 +350,13 @@ func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Ta
 	}
 	out.SetBody(nil)
 	return out
+}
+
+// pbxTag is the From tag of a binding's REGISTERs to the PBX: its own,
+// the same for every refresh of the registration.
+func pbxTag(callID string) string {
+	h := sha256.Sum256([]byte(callID))
+	return hex.EncodeToString(h[:8])
 }
 
 // coreContact is psigate's Contact at the PBX for a binding.
