@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -207,8 +206,11 @@ func baresipParseURI(s string) (sip.Uri, error) {
 }
 
 // startTLSService runs an SBC on loopback with the access realm on TLS
-// and the core realm on TCP, Kamailio at pbx its only PBX node.
-func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (s *Service, tlsPort, corePort int) {
+// and the core realm on TCP, Kamailio at pbx its only PBX node. Each edit
+// changes the desired state before it is applied (Realms[0] is the access
+// realm, Realms[1] the core realm). The SBC's log is shown if the test
+// fails.
+func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate, edit ...func(*Desired)) (s *Service, tlsPort, corePort int) {
 	t.Helper()
 	cfg := Default()
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{
@@ -220,12 +222,22 @@ func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (s 
 	for corePort == tlsPort {
 		corePort = freeTCPPort(t)
 	}
-	s = NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	err := s.Apply(ctx, Desired{Config: cfg, Certificate: cert, Realms: []Realm{
+	log := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("SBC log:\n%s", log.String())
+		}
+	})
+	s = NewService(slog.New(slog.NewTextHandler(log, nil)), nil, nil)
+	d := Desired{Config: cfg, Certificate: cert, Realms: []Realm{
 		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", TLS: tlsPort},
 		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", TCP: corePort},
-	}})
+	}}
+	for _, e := range edit {
+		e(&d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err := s.Apply(ctx, d)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -266,15 +278,26 @@ func startTLSService(t *testing.T, pbx netip.AddrPort, cert tls.Certificate) (s 
 // anyway, so a baresip that does verify accepts the SBC's certificate.
 func writeBaresipSBCConfig(t *testing.T, dir, modules, caFile, account string) {
 	t.Helper()
-	config := strings.Join([]string{
+	writeBaresipConfigOn(t, dir, netip.MustParseAddr("127.0.0.1"), modules, caFile, account)
+}
+
+// writeBaresipConfigOn is writeBaresipSBCConfig for a baresip on the
+// loopback address host (SIP and RTP), with caFile left out when empty
+// and the extra config lines (modules, audio) added.
+func writeBaresipConfigOn(t *testing.T, dir string, host netip.Addr, modules, caFile, account string, extra ...string) {
+	t.Helper()
+	lines := []string{
 		"poll_method epoll",
-		"sip_listen 127.0.0.1:0",
+		"sip_listen " + netip.AddrPortFrom(host, 0).String(),
 		"dns_server 127.0.0.1:53", // any lookup baresip makes stays on loopback
-		"net_interface 127.0.0.1",
-		"sip_cafile " + caFile,
+		"net_interface " + host.String(),
 		"module_path " + modules,
 		"module_tmp account.so", // reads the accounts file
-	}, "\n") + "\n"
+	}
+	if caFile != "" {
+		lines = append(lines, "sip_cafile "+caFile)
+	}
+	config := strings.Join(append(lines, extra...), "\n") + "\n"
 	for name, content := range map[string]string{"config": config, "accounts": account + "\n", "contacts": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -286,21 +309,28 @@ func writeBaresipSBCConfig(t *testing.T, dir, modules, caFile, account string) {
 type baresipSBC struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
+	out    syncBuffer
+}
 
+func (b *baresipSBC) output() string { return b.out.String() }
+
+// syncBuffer is a bytes.Buffer that a process or a logger may write to
+// while the test reads it.
+type syncBuffer struct {
 	mu  sync.Mutex
-	out bytes.Buffer
+	buf bytes.Buffer
 }
 
-func (b *baresipSBC) Write(p []byte) (int, error) {
+func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.out.Write(p)
+	return b.buf.Write(p)
 }
 
-func (b *baresipSBC) output() string {
+func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.out.String()
+	return b.buf.String()
 }
 
 // baresipUserAgentRE finds the User-Agent header of a REGISTER in
@@ -325,7 +355,7 @@ func startBaresipSBC(t *testing.T, bin, dir string) *baresipSBC {
 	// -t: baresip quits by itself should the test binary die.
 	cmd := exec.Command(bin, "-f", dir, "-s", "-t", "120")
 	b := &baresipSBC{cmd: cmd, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = b, b
+	cmd.Stdout, cmd.Stderr = &b.out, &b.out
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting baresip: %v", err)

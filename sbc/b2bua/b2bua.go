@@ -431,7 +431,8 @@ func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip
 	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(transport)
 	out.SetDestination(dest)
-	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: *caller.From().Address.Clone(), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
+	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: partyURI(caller.From().Address), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
+	to.Address = partyURI(to.Address)
 	out.AppendHeader(&from)
 	out.AppendHeader(&to)
 	if len(body) > 0 {
@@ -440,6 +441,26 @@ func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip
 		out.AppendHeader(&ct)
 	}
 	return out
+}
+
+// partyURI is a From or To URI as it crosses: the user and host, and
+// user=phone; the parameters that describe one side's transport
+// (transport, maddr, ttl, lr, ob) stay on it.
+func partyURI(u sip.Uri) sip.Uri {
+	c := *u.Clone()
+	if c.UriParams != nil {
+		kept := sip.NewParams()
+		for _, kv := range c.UriParams {
+			switch strings.ToLower(kv.K) {
+			case "transport", "maddr", "ttl", "lr", "ob":
+			default:
+				kept = append(kept, kv)
+			}
+		}
+		c.UriParams = kept
+	}
+	c.Headers = nil
+	return c
 }
 
 // checkInvite refuses what no PBX should see: headers in the Request-URI

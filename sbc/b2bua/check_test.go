@@ -61,3 +61,27 @@ func hasHeader(hdrs []sip.Header, name string) bool {
 	}
 	return false
 }
+
+// TestPartyURI: From and To cross without one side's transport
+// parameters.
+func TestPartyURI(t *testing.T) {
+	for in, want := range map[string]string{
+		"sip:3002@psigate.test;transport=tls":         "sip:3002@psigate.test",
+		"sip:+4930123@pbx.example.com;user=phone;ob":  "sip:+4930123@pbx.example.com;user=phone",
+		"sips:1001@pbx.example.com;maddr=10.0.0.1;lr": "sips:1001@pbx.example.com",
+		"sip:1001@pbx.example.com":                    "sip:1001@pbx.example.com",
+		"sip:1001@pbx.example.com;TRANSPORT=udp;x=1":  "sip:1001@pbx.example.com;x=1",
+	} {
+		var u sip.Uri
+		if err := sip.ParseUri(in, &u); err != nil {
+			t.Fatal(err)
+		}
+		got := partyURI(u)
+		if got.String() != want {
+			t.Errorf("%s: %s, want %s", in, got.String(), want)
+		}
+		if in == "sip:3002@psigate.test;transport=tls" && !u.UriParams.Has("transport") {
+			t.Error("partyURI changed its argument")
+		}
+	}
+}

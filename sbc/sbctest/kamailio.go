@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -42,6 +41,9 @@ const KamailioRealm = "psigate.test"
 //     bindings, as a registrar does; Expires 0 removes them);
 //   - anything else but ACK with 501.
 //
+// With KamailioOptions.Calls it also connects calls between its users, as
+// a small PBX does; see KamailioOptions.Calls.
+//
 // The location table is in memory only: Stop loses it. Kamailio closes idle
 // TCP connections only after an hour, so a connection the SBC opens stays up
 // for the test.
@@ -60,6 +62,9 @@ type Kamailio struct {
 	replyDir string // JSON-RPC reply FIFOs; short, see rpcMaxPath
 	rpcSeq   atomic.Int64
 
+	calls   bool
+	trusted []netip.Addr
+
 	mu   sync.Mutex
 	proc *kamailioProc // nil while stopped
 }
@@ -77,6 +82,35 @@ type KamailioOptions struct {
 	// Port is the port for both UDP and TCP; 0 picks one that is free on
 	// Listen for both.
 	Port int
+	// Calls makes Kamailio a small PBX that connects calls between its
+	// users, a stateful proxy (RFC 3261 section 16):
+	//
+	//   - an INVITE that starts a dialog is challenged (407,
+	//     Proxy-Authenticate, realm KamailioRealm) unless it comes from
+	//     a Trusted address; a wrong password or unknown caller gets
+	//     403, as does a caller whose From user is not the one it
+	//     authenticated as;
+	//   - an INVITE for a user not in Users gets 404, for a user
+	//     without a binding 480; else it goes to every contact the
+	//     user registered, record-routed (two Record-Routes when the
+	//     transport changes, one per side);
+	//   - requests within a dialog (ACK, BYE, re-INVITE, UPDATE, INFO,
+	//     REFER, NOTIFY, OPTIONS) follow their Route set; one that
+	//     names no route through Kamailio gets 404, but for the ACK of
+	//     a failed INVITE, which ends its transaction;
+	//   - a CANCEL goes on to the branches of its INVITE's transaction.
+	//
+	// When a callee sends no provisional response within 5 seconds,
+	// Kamailio answers the caller 408. Without Calls an INVITE gets
+	// 501.
+	Calls bool
+	// Trusted are the source addresses whose calls Kamailio takes
+	// without a challenge, as a PBX trusts the SIP trunks and gateways
+	// it is configured with (an SBC's core address, e.g. 127.0.0.1):
+	// such a peer cannot answer a challenge for the callers it relays.
+	// Their REGISTERs are challenged all the same. Only with Calls; all
+	// on loopback.
+	Trusted []netip.Addr
 }
 
 // Location is one binding in Kamailio's location table (usrloc).
@@ -162,6 +196,14 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 			t.Fatalf("sbctest: %v", err)
 		}
 	}
+	for _, a := range opts.Trusted {
+		if !a.IsLoopback() {
+			t.Fatalf("sbctest: trusted address %s is not on loopback", a)
+		}
+	}
+	if len(opts.Trusted) > 0 && !opts.Calls {
+		t.Fatalf("sbctest: Trusted is for calls, and Calls is not set")
+	}
 
 	dir := t.TempDir()
 	if strings.ContainsAny(dir, "\"\\\n") {
@@ -174,6 +216,8 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 		logPath:  filepath.Join(dir, "kamailio.log"),
 		fifoPath: filepath.Join(dir, "run", "rpc.fifo"),
 		replyDir: filepath.Join(dir, "run"),
+		calls:    opts.Calls,
+		trusted:  slices.Clone(opts.Trusted),
 	}
 	if len(k.replyDir)+1+len("r0000000000") >= rpcMaxPath {
 		short, err := os.MkdirTemp("/tmp", "sbctest")
@@ -752,120 +796,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "")
 }
-
-func (k *Kamailio) writeConfig() error {
-	var b bytes.Buffer
-	err := kamailioConfig.Execute(&b, map[string]string{
-		"Listen":   k.Addr.String(),
-		"DB":       filepath.Join(k.dir, "db"),
-		"Fifo":     k.fifoPath,
-		"ReplyDir": k.replyDir + "/",
-		"Realm":    KamailioRealm,
-		"Marker":   requestMarker,
-	})
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(k.cfgPath, b.Bytes(), 0o600)
-}
-
-// kamailioConfig is Kamailio's configuration. Every module is in Debian's
-// kamailio package.
-var kamailioConfig = template.Must(template.New("kamailio.cfg").Parse(`#!KAMAILIO
-# Written by github.com/psigate/psigate/sbc/sbctest: a registrar standing in
-# for the PBX in the SBC's tests.
-
-debug=2
-log_stderror=yes
-children=2
-tcp_children=2
-auto_aliases=no
-dns=no
-rev_dns=no
-use_dns_cache=no
-# Keep the SBC's TCP connection however idle it is during a test.
-tcp_connection_lifetime=3605
-
-listen=udp:{{.Listen}}
-listen=tcp:{{.Listen}}
-
-loadmodule "jsonrpcs.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "xlog.so"
-loadmodule "db_text.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "auth.so"
-loadmodule "auth_db.so"
-loadmodule "nathelper.so"
-
-# Control: JSON-RPC over a FIFO of this run only.
-modparam("jsonrpcs", "transport", 2)
-modparam("jsonrpcs", "fifo_name", "{{.Fifo}}")
-modparam("jsonrpcs", "fifo_reply_dir", "{{.ReplyDir}}")
-modparam("jsonrpcs", "fifo_mode", 0600)
-modparam("jsonrpcs", "pretty_format", 0)
-
-# A whole message, base64, in one log line.
-modparam("xlog", "buf_size", 65536)
-
-# Location table in memory only, keyed on the user alone.
-modparam("usrloc", "db_mode", 0)
-modparam("usrloc", "use_domain", 0)
-modparam("usrloc", "timer_interval", 5)
-
-modparam("registrar", "min_expires", 0)
-modparam("registrar", "received_avp", "$avp(RECEIVED)")
-modparam("nathelper", "received_avp", "$avp(RECEIVED)")
-
-# Users and plain-text passwords in a db_text table.
-modparam("auth_db", "db_url", "text://{{.DB}}")
-modparam("auth_db", "calculate_ha1", 1)
-modparam("auth_db", "password_column", "password")
-modparam("auth_db", "use_domain", 0)
-modparam("auth_db", "load_credentials", "")
-
-request_route {
-	# Every request, before anything else: read by Kamailio.Requests.
-	xlog("L_NOTICE", "{{.Marker}}$TV(s) $TV(u) $pr $si $sp $(mb{s.encode.base64})\n");
-
-	if (method == "OPTIONS") {
-		sl_send_reply("200", "OK");
-		exit;
-	}
-	if (method == "REGISTER") {
-		route(REGISTER);
-		exit;
-	}
-	if (method == "ACK") {
-		exit;
-	}
-	sl_send_reply("501", "Not Implemented");
-	exit;
-}
-
-route[REGISTER] {
-	# Keep where it came from: the binding's Received.
-	fix_nated_register();
-	if (!www_authorize("{{.Realm}}", "subscriber")) {
-		# -2: wrong password, -3: no such user.
-		$var(rc) = $rc;
-		if ($var(rc) == -2 || $var(rc) == -3) {
-			sl_send_reply("403", "Forbidden");
-			exit;
-		}
-		www_challenge("{{.Realm}}", "1");
-		exit;
-	}
-	if ($au != $tU) {
-		sl_send_reply("403", "Forbidden");
-		exit;
-	}
-	consume_credentials();
-	if (!save("location")) {
-		sl_reply_error();
-	}
-	exit;
-}
-`))

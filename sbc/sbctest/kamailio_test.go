@@ -3,8 +3,10 @@ package sbctest_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,4 +271,262 @@ func TestKamailioTwoNodes(t *testing.T) {
 	a.Stop()
 	res := mustDo(t, c, newOptions(b, "udp"))
 	wantStatus(t, "OPTIONS to the second node with the first stopped", res, 200)
+}
+
+// phone is a SIP phone on a loopback UDP socket: it calls through
+// Kamailio, and answers (180 then 200) or rings until cancelled.
+type phone struct {
+	user      string
+	addr      netip.AddrPort
+	cl        *sipgo.Client
+	calls     *sipgo.DialogClientCache
+	ring      atomic.Bool // ring until cancelled instead of answering
+	got       chan *sip.Request
+	cancelled chan struct{}
+}
+
+func newPhone(t *testing.T, user string, host netip.Addr) *phone {
+	t.Helper()
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("sbctest-phone"), sipgo.WithUserAgentHostname(host.String()), sbctest.NoDNS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(host, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	// Requests go out from the socket the phone listens on: Kamailio
+	// knows a trusted gateway by its source address.
+	cl, err := sipgo.NewClient(ua, sipgo.WithClientAddr(addr.String()), sipgo.WithClientConnectionAddr(addr.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host.String(), Port: int(addr.Port())}}
+	p := &phone{user: user, addr: addr, cl: cl, calls: sipgo.NewDialogClientCache(cl, contact),
+		got: make(chan *sip.Request, 100), cancelled: make(chan struct{}, 10)}
+	answers := sipgo.NewDialogServerCache(cl, contact)
+	record := func(req *sip.Request) {
+		select {
+		case p.got <- req.Clone():
+		default:
+		}
+	}
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		ds, err := answers.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		_ = ds.Respond(180, "Ringing", nil)
+		if p.ring.Load() {
+			tx.OnCancel(func(*sip.Request) { p.cancelled <- struct{}{} })
+			<-tx.Done()
+			return
+		}
+		_ = ds.RespondSDP([]byte("v=0\r\no=- 1 1 IN IP4 " + host.String() + "\r\ns=-\r\nc=IN IP4 " + host.String() + "\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n"))
+	})
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { record(req); _ = answers.ReadAck(req, tx) })
+	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		if answers.ReadBye(req, tx) != nil {
+			_ = p.calls.ReadBye(req, tx)
+		}
+	})
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.ServeUDP(conn) }()
+	t.Cleanup(func() { conn.Close(); <-served; ua.Close() })
+	// The client sends from the socket once the server has it.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, err := ua.TransportLayer().GetConnection("udp", addr.String()); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the phone's socket %s is not served after 5s", addr)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	return p
+}
+
+// register binds the phone's socket as its user's contact at k.
+func (p *phone) register(t *testing.T, k *sbctest.Kamailio, pass string) {
+	t.Helper()
+	reg := newRegister(k, "udp", p.user, fmt.Sprintf("sip:%s@%s", p.user, p.addr), 300)
+	res := mustDo(t, p.cl, reg)
+	wantStatus(t, "REGISTER of "+p.user, res, 401)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	res, err := p.cl.DoDigestAuth(ctx, reg, res, sipgo.DigestAuth{Username: p.user, Password: pass})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, "REGISTER of "+p.user+" with credentials", res, 200)
+}
+
+// invite is an INVITE from the phone to user@psigate.test, sent to k: its
+// Request-URI names k, so a CANCEL (which follows the Request-URI) goes
+// there too.
+func (p *phone) invite(k *sbctest.Kamailio, user string) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: user, Host: k.Addr.Addr().String(), Port: int(k.Addr.Port())})
+	req.SetDestination(k.Addr.String())
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: p.user, Host: sbctest.KamailioRealm}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(10)}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: sbctest.KamailioRealm}})
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n"))
+	return req
+}
+
+// next is the next request the phone received, of the given method.
+func (p *phone) next(t *testing.T, method sip.RequestMethod) *sip.Request {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case req := <-p.got:
+			if req.Method == method {
+				return req
+			}
+		case <-timeout:
+			t.Fatalf("%s got no %s within 5s", p.user, method)
+			return nil
+		}
+	}
+}
+
+// finalStatus sends req as a plain transaction, answers a challenge with
+// the credentials given, and returns the final status.
+func (p *phone) finalStatus(t *testing.T, req *sip.Request, user, pass string) int {
+	t.Helper()
+	res := mustDo(t, p.cl, req)
+	if res.StatusCode == 407 && pass != "" {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		var err error
+		if res, err = p.cl.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: user, Password: pass}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res.StatusCode
+}
+
+// With Calls, Kamailio connects its users: a phone's INVITE is challenged,
+// then record-routed to the callee's binding; ACK and BYE follow the
+// Route set; unknown and unregistered callees get 404 and 480; a trusted
+// gateway's INVITE goes through unchallenged, and its CANCEL reaches the
+// callee.
+func TestKamailioCalls(t *testing.T) {
+	gwAddr := netip.MustParseAddr("127.0.0.9")
+	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{
+		Users:   map[string]string{"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"},
+		Calls:   true,
+		Trusted: []netip.Addr{gwAddr},
+	})
+	lo := netip.MustParseAddr("127.0.0.1")
+	alice, bob := newPhone(t, "alice", lo), newPhone(t, "bob", lo)
+	alice.register(t, k, "alice-secret")
+	bob.register(t, k, "bob-secret")
+
+	// alice calls bob, authenticating when challenged.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	dc, err := alice.calls.WriteInvite(ctx, alice.invite(k, "bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.WaitAnswer(ctx, sipgo.AnswerOptions{Username: "alice", Password: "alice-secret"}); err != nil {
+		t.Fatalf("alice's call to bob: %v", err)
+	}
+	inv := bob.next(t, sip.INVITE)
+	rr := inv.GetHeader("Record-Route")
+	if rr == nil || !strings.Contains(rr.Value(), k.Addr.String()) || !strings.Contains(rr.Value(), ";lr") {
+		t.Errorf("bob's INVITE has Record-Route %v, want Kamailio's %s with lr:\n%s", rr, k.Addr, inv)
+	}
+	if inv.Recipient.Host != lo.String() || inv.Recipient.Port != int(bob.addr.Port()) || inv.GetHeader("Proxy-Authorization") != nil {
+		t.Errorf("bob's INVITE, want it sent to his contact and without alice's credentials:\n%s", inv)
+	}
+	if err := dc.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob.next(t, sip.ACK)
+	if err := dc.Bye(ctx); err != nil {
+		t.Fatalf("BYE: %v", err)
+	}
+	bob.next(t, sip.BYE)
+	// The INVITE was challenged once; the ACK of the 200 and the BYE came
+	// along the Route set.
+	var methods []string
+	for _, r := range k.Requests(t) {
+		if r.CallID != inv.CallID().Value() {
+			continue
+		}
+		m := r.Method
+		switch {
+		case m == "ACK" && r.Msg.GetHeader("Route") == nil:
+			continue // of the 407, hop by hop: whether it comes is up to the client
+		case r.Msg.GetHeader("Proxy-Authorization") != nil:
+			m += "+auth"
+		case r.Msg.GetHeader("Route") != nil:
+			m += "+route"
+		}
+		methods = append(methods, m)
+	}
+	if got, want := strings.Join(methods, " "), "INVITE INVITE+auth ACK+route BYE+route"; got != want {
+		t.Errorf("Kamailio got %q for the call, want %q", got, want)
+	}
+
+	// Callees that are not there; a caller claiming another's name.
+	if code := alice.finalStatus(t, alice.invite(k, "nobody"), "alice", "alice-secret"); code != 404 {
+		t.Errorf("call to an unknown user: %d, want 404", code)
+	}
+	if code := alice.finalStatus(t, alice.invite(k, "carol"), "alice", "alice-secret"); code != 480 {
+		t.Errorf("call to a user without binding: %d, want 480", code)
+	}
+	spoof := alice.invite(k, "bob")
+	spoof.From().Address.User = "carol"
+	if code := alice.finalStatus(t, spoof, "alice", "alice-secret"); code != 403 {
+		t.Errorf("call from alice as carol: %d, want 403", code)
+	}
+	if code := alice.finalStatus(t, alice.invite(k, "bob"), "alice", "wrong"); code != 403 {
+		t.Errorf("call with a wrong password: %d, want 403", code)
+	}
+
+	// A trusted gateway: no challenge; its CANCEL reaches the ringing bob.
+	gw := newPhone(t, "gateway", gwAddr)
+	bob.ring.Store(true)
+	ring, hangUp := context.WithCancel(ctx)
+	gc, err := gw.calls.WriteInvite(ctx, gw.invite(k, "bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = gc.WaitAnswer(ring, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode == 180 {
+			hangUp()
+		}
+		return nil
+	}})
+	if err == nil {
+		t.Fatal("the gateway's cancelled call was answered")
+	}
+	select {
+	case <-bob.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's INVITE from the gateway was not cancelled")
+	}
+	var gwReqs []string
+	for _, r := range k.Requests(t) {
+		// The ACK of the 487 is the client transaction's, in its time.
+		if r.Source.Addr() == gwAddr && r.Method != "ACK" {
+			gwReqs = append(gwReqs, r.Method)
+		}
+	}
+	if got := strings.Join(gwReqs, " "); got != "INVITE CANCEL" {
+		t.Errorf("Kamailio got %q (but ACKs) from the gateway, want INVITE CANCEL (no challenge)", got)
+	}
 }
