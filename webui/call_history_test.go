@@ -225,10 +225,12 @@ type startedCalls struct {
 
 func (s startedCalls) Calls() []webui.ActiveCall {
 	c := s.sipFake.Calls()
-	c[0].Started = s.started
+	c[0].Started, c[0].Answered = s.started.Add(-5*time.Second), s.started // it rang for 5 s
 	return c
 }
 
+// TestActiveCallDuration: an active call's duration counts from its
+// answer.
 func TestActiveCallDuration(t *testing.T) {
 	sip := &startedCalls{}
 	k := ready(t, withSIP(sip))

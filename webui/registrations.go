@@ -37,7 +37,9 @@ type ActiveCall struct {
 	To          string    `json:"to"`
 	Direction   string    `json:"direction"` // "client to PBX" or "PBX to client"
 	CallerAgent string    `json:"callerUserAgent"`
+	CalleeAgent string    `json:"calleeUserAgent"`
 	Started     time.Time `json:"started"`
+	Answered    time.Time `json:"answered"`
 	// Per media leg, caller then callee.
 	Codecs     [2]string `json:"codecs"`
 	SRTP       [2]bool   `json:"srtp"`
@@ -117,18 +119,27 @@ func (s *Server) calls() []ActiveCall {
 // activeCallRow is a row of the active calls page.
 type activeCallRow struct {
 	ActiveCall
-	DurationS float64 // since the caller's INVITE
+	DurationS float64 // since the answer
 }
 
 func (s *Server) callsPage(w http.ResponseWriter, r *http.Request) {
 	now, calls := s.opts.Now(), s.calls()
 	rows := make([]activeCallRow, len(calls))
 	for i, c := range calls {
-		rows[i] = activeCallRow{ActiveCall: c, DurationS: max(0, now.Sub(c.Started).Seconds())}
+		rows[i] = activeCallRow{ActiveCall: c, DurationS: max(0, now.Sub(answeredAt(c)).Seconds())}
 	}
 	s.render(w, r, http.StatusOK, "calls", view{Title: "Active calls", Nav: "calls", Data: rows})
 }
 
 func (s *Server) apiCalls(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.calls())
+}
+
+// answeredAt is when an active call was answered (its start for a source
+// that does not say).
+func answeredAt(c ActiveCall) time.Time {
+	if c.Answered.IsZero() {
+		return c.Started
+	}
+	return c.Answered
 }

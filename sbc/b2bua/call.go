@@ -44,6 +44,7 @@ type CallInfo struct {
 	CallerAgent, CalleeAgent string
 	CallID                   string
 	Started                  time.Time
+	Answered                 time.Time
 	// Codecs, SRTP and Stats are per media leg: caller, callee.
 	Codecs [2]string
 	SRTP   [2]bool

@@ -181,6 +181,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		return fail(Failed, 488, "Not Acceptable Here", "answer not acceptable", err)
 	}
 	c.answered = time.Now()
+	c.info.Answered = c.answered
 	b.remember(c) // before the ACK: the callee may hang up as soon as it has it
 	established.Store(true)
 	c.timer = b.sessionTimer(c, res)
