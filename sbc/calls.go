@@ -18,11 +18,17 @@ type Calls struct {
 	// Anything else is dropped. Absent: the defaults; empty: nothing.
 	HeadersToCore   []string `json:"headersToCore"`
 	HeadersToAccess []string `json:"headersToAccess"`
+	// MediaStartSeconds ends a call whose media never starts, and
+	// MediaStopSeconds one whose media stops (not on hold), with BYE on
+	// both legs; defaults 30 and 60, 0 for the default.
+	MediaStartSeconds int `json:"mediaStartSeconds,omitempty"`
+	MediaStopSeconds  int `json:"mediaStopSeconds,omitempty"`
 }
 
 // DefaultCalls are psigate's allow-lists.
 func DefaultCalls() Calls {
-	return Calls{HeadersToCore: slices.Clone(b2bua.DefaultToCore), HeadersToAccess: slices.Clone(b2bua.DefaultToAccess)}
+	return Calls{HeadersToCore: slices.Clone(b2bua.DefaultToCore), HeadersToAccess: slices.Clone(b2bua.DefaultToAccess),
+		MediaStartSeconds: 30, MediaStopSeconds: 60}
 }
 
 // ownHeaders are the headers psigate writes itself on each side: a list
@@ -52,6 +58,12 @@ func (c Calls) Validate() error {
 			}
 			seen[low] = true
 		}
+	}
+	if c.MediaStartSeconds != 0 {
+		l.Range("mediaStartSeconds", c.MediaStartSeconds, 1, 3600)
+	}
+	if c.MediaStopSeconds != 0 {
+		l.Range("mediaStopSeconds", c.MediaStopSeconds, 1, 3600)
 	}
 	return l.Err()
 }

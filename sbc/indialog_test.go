@@ -635,3 +635,35 @@ func TestHeaderAllowListConfigured(t *testing.T) {
 	}
 	hangUp(t, r, dc)
 }
+
+// TestMediaTimeoutEndsCall: a call whose media never starts ends after
+// the configured time with BYE on both legs, recorded as a media timeout.
+func TestMediaTimeoutEndsCall(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx, func(c *Config) { c.Calls.MediaStartSeconds = 1 })
+	if _, code := r.call(); code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	for _, ch := range []chan struct{}{r.byes, pbx.byes} {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a leg got no BYE for the silent call")
+		}
+	}
+	rec := nextRecord(t, r)
+	if rec.Result != b2bua.Answered || rec.Reason != b2bua.ReasonMediaTimeout {
+		t.Errorf("record %+v", rec)
+	}
+	bye := func() *sip.Request {
+		for _, req := range pbx.requests() {
+			if req.Method == sip.BYE {
+				return req
+			}
+		}
+		return nil
+	}()
+	if bye == nil || bye.GetHeader("Reason") == nil || !strings.Contains(bye.GetHeader("Reason").Value(), "media timeout") {
+		t.Errorf("the PBX's BYE has no Reason:\n%v", bye)
+	}
+}

@@ -499,8 +499,12 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		}
 		legs[r.Name] = media.Leg{Realm: r.Name, Advertise: adv, NAT: r.Name == access}
 	}
+	calls := d.Config.Calls
+	key += fmt.Sprintf("timeouts %d/%d", calls.MediaStartSeconds, calls.MediaStopSeconds)
 	if s.engine.Load() == nil || key != s.ranges {
-		e, err := relay.New(relay.Config{Realms: realms, Logger: s.log, Alarms: s.alarms})
+		e, err := relay.New(relay.Config{Realms: realms, Logger: s.log, Alarms: s.alarms,
+			InitialTimeout: time.Duration(calls.MediaStartSeconds) * time.Second,
+			SteadyTimeout:  time.Duration(calls.MediaStopSeconds) * time.Second})
 		if err != nil {
 			return fmt.Errorf("sbc: media: %w", err)
 		}
