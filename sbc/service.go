@@ -175,6 +175,10 @@ func (s *Service) install(r *signal.Realm) {
 			signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
 		}
 	})
+	// A CANCEL that matches an INVITE transaction never gets here.
+	r.Server.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
+		signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
+	})
 	r.Server.OnUpdate(inDialog)
 	r.Server.OnInfo(inDialog)
 	r.Server.OnRefer(inDialog)

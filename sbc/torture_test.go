@@ -465,6 +465,23 @@ func TestSIPTorture(t *testing.T) {
 		fmt.Fprintf(&sb, "%-58s %s\n", n, h.results[n])
 	}
 	t.Logf("outcomes:\n%s", sb.String())
+
+	// Whatever the corpus's INVITEs got, none may leave a call or a
+	// media session behind on any SBC: nothing stays half-open.
+	deadline := time.Now().Add(10 * time.Second)
+	for i, sbc := range h.sbcs {
+		for {
+			calls, sessions := sbc.svc.calls.Load().Active(), sbc.svc.engine.Load().Active()
+			if calls == 0 && sessions == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("SBC %d holds %d calls and %d media sessions after the corpus, want none", i, calls, sessions)
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval
+		}
+	}
 }
 
 // tortureSBCs counts the realms given media ranges, so each gets its own.

@@ -18,7 +18,7 @@ var (
 		"Allow", "Supported", "Require", "Accept", "Allow-Events", "Event", "Subscription-State",
 		"Refer-To", "Referred-By", "Replaces", "Session-Expires", "Min-SE", "Reason", "Priority", "Subject",
 		"Geolocation", "Geolocation-Routing", "Geolocation-Error", "Privacy", "P-Preferred-Identity",
-		"P-Asserted-Identity", "Content-Disposition", "Retry-After", "Warning", "Unsupported", "RSeq", "RAck",
+		"P-Asserted-Identity", "Content-Disposition", "Retry-After", "Warning", "Unsupported",
 		"Min-Expires", "Expires", "Recv-Info", "Info-Package", "Alert-Info", "Call-Info",
 	}
 	// DefaultToAccess: what a client needs from the PBX's messages. The
@@ -29,7 +29,7 @@ var (
 		"Allow", "Supported", "Require", "Accept", "Allow-Events", "Event", "Subscription-State",
 		"Refer-To", "Referred-By", "Replaces", "Session-Expires", "Min-SE", "Reason", "Priority", "Subject",
 		"Geolocation", "Geolocation-Routing", "Geolocation-Error", "Privacy", "P-Asserted-Identity",
-		"Content-Disposition", "Retry-After", "Warning", "Unsupported", "RSeq", "RAck", "Min-Expires",
+		"Content-Disposition", "Retry-After", "Warning", "Unsupported", "Min-Expires",
 		"Expires", "Recv-Info", "Info-Package", "Alert-Info", "Call-Info",
 	}
 )

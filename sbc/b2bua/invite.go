@@ -133,6 +133,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		cancel(nil)
 		return fail(Refused, dr.Res.StatusCode, dr.Res.Reason, strconv.Itoa(dr.Res.StatusCode)+" "+dr.Res.Reason, err)
 	case errors.Is(cause, errCallerCancelled):
+		b.dropAnswer(dc, p, prack.cseq)
 		c.record(Cancelled, 487, "caller cancelled")
 		sess.Close()
 		_ = in.Close()
@@ -140,6 +141,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	case errors.Is(cause, sipgo.WaitAnswerForceCancelErr):
 		return fail(Failed, 408, "Request Timeout", "no reply from the callee", errors.New("no reply from the callee"))
 	case errors.Is(cause, errNoAnswer):
+		b.dropAnswer(dc, p, prack.cseq)
 		return fail(Cancelled, 480, "No Answer", "no answer in time", cause)
 	case err != nil:
 		cancel(nil)
@@ -327,6 +329,28 @@ func hasTag(m message, header, tag string) bool {
 		}
 	}
 	return false
+}
+
+// dropAnswer ends a callee's dialog whose 2xx crossed psigate's CANCEL
+// (RFC 3261 sections 9.1 and 15: the 2xx wins, so it is acknowledged
+// and the call ended with BYE).
+func (b *B2BUA) dropAnswer(dc *sipgo.DialogClientSession, p plan, cseq uint32) {
+	res := dc.InviteResponse
+	if res == nil || !res.IsSuccess() {
+		return
+	}
+	callee := calleeLeg(dc, res, p.realm.Client, p.toClient, p.flow, contact(p.realm, p.transport), cseq)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
+		defer cancel()
+		if err := b.ackCallee(ctx, callee, nil); err != nil {
+			b.log.Warn("ACK to a 2xx after CANCEL failed", "call-id", callee.callID, "err", err)
+		}
+		if err := callee.bye(ctx, `SIP;cause=487;text="cancelled by the caller"`); err != nil {
+			b.log.Warn("BYE after CANCEL failed", "call-id", callee.callID, "err", err)
+		}
+		callee.close()
+	}()
 }
 
 // ackCallee acknowledges the callee's 2xx, with the answer when the 2xx
