@@ -125,7 +125,6 @@ func startSIPp(tb testing.TB, bin string, o sippOptions) *sippProc {
 	if o.Limit == 0 {
 		o.Limit = o.Calls
 	}
-	dir := tb.TempDir()
 	var extra []string
 	if o.Transport == "tn" {
 		// One socket per call, and SIPp's own: below the open file limit
@@ -152,19 +151,30 @@ func startSIPp(tb testing.TB, bin string, o sippOptions) *sippProc {
 		"-recv_timeout", "10000",
 		"-timeout", strconv.Itoa(int(o.Timeout/time.Second)) + "s",
 		"-timeout_error",
+	}
+	return runSIPp(tb, bin, append(args, extra...), o.Timeout)
+}
+
+// runSIPp starts SIPp with args in its own temporary directory, adding
+// the options that write its screens, errors and statistics there (read
+// by wait, stats and output). It is killed a little after timeout, and
+// when the test ends, if it is still running.
+func runSIPp(tb testing.TB, bin string, args []string, timeout time.Duration) *sippProc {
+	tb.Helper()
+	dir := tb.TempDir()
+	args = append(args,
 		"-nostdin",
 		"-trace_stat", "-stf", filepath.Join(dir, "stats.csv"), "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
 		"-trace_screen", "-screen_file", filepath.Join(dir, "screen.log"),
-	}
-	args = append(args, extra...)
+	)
 	out, err := os.Create(filepath.Join(dir, "stdout.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer out.Close()
 	// A backstop past SIPp's own -timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+15*time.Second)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
