@@ -154,3 +154,28 @@ func TestCallFollowsReconnectedClient(t *testing.T) {
 	}
 	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 })
 }
+
+// TestCallToGoneFlow: the PBX calls a subscriber whose TCP connection
+// closed: 480.
+func TestCallToGoneFlow(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	c := dialRaw(t, r.accessTCP)
+	c.send(rawRegister(1))
+	if start, _, _ := c.until("SIP/2.0 2"); !strings.HasPrefix(start, "SIP/2.0 200") {
+		t.Fatalf("REGISTER: %s", start)
+	}
+	token := r.svc.Bindings()[0].Token
+	c.conn.Close()
+	time.Sleep(100 * time.Millisecond) // the SBC notices the close
+	inv := r.coreRequest(sip.INVITE, token)
+	inv.AppendHeader(sdpType())
+	inv.SetBody([]byte("v=0\r\no=OS4K 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio " +
+		strconv.Itoa(pbx.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 8\r\na=sendrecv\r\n"))
+	if res := pbxDo(t, pbx, inv); res.StatusCode != 480 {
+		t.Errorf("call to a gone flow: %d %s, want 480", res.StatusCode, res.Reason)
+	}
+	if rec := nextRecord(t, r); rec.Code != 480 || !rec.ToClient {
+		t.Errorf("record %+v", rec)
+	}
+}

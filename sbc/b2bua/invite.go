@@ -98,6 +98,11 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
 	if err != nil {
 		cancel(nil)
+		if p.toClient {
+			// The client's flow is gone (its connection closed): it
+			// cannot be reached until it registers again.
+			return fail(Failed, 480, "Temporarily Unavailable", "subscriber's flow gone", err)
+		}
 		return fail(Failed, 503, "Service Unavailable", "callee unreachable", err)
 	}
 	answered := false // early media answered the caller's offer
