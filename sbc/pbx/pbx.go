@@ -176,26 +176,30 @@ func (m *Monitor) States() []State {
 }
 
 // Route picks the node for a request: with "stick with comm server" the
-// current node while it is up, else the available node of the best
-// priority in the first group.
+// current node while it is up; else the available node of the best
+// priority in the first group that has one: a later group takes over
+// when every node of the earlier ones is down.
 func (m *Monitor) Route(current string) (Node, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.groups) == 0 {
-		return Node{}, ErrNoNode
-	}
-	g := m.groups[0]
 	up := func(n Node) bool { st := m.state[key(n)]; return st != nil && st.Up }
-	if g.StickWithNode && current != "" {
-		if i := slices.IndexFunc(g.Nodes, func(n Node) bool { return n.Name == current }); i >= 0 && up(g.Nodes[i]) {
-			return g.Nodes[i], nil
+	if current != "" {
+		for _, g := range m.groups {
+			if !g.StickWithNode {
+				continue
+			}
+			if i := slices.IndexFunc(g.Nodes, func(n Node) bool { return n.Name == current }); i >= 0 && up(g.Nodes[i]) {
+				return g.Nodes[i], nil
+			}
 		}
 	}
-	nodes := slices.Clone(g.Nodes)
-	slices.SortStableFunc(nodes, func(a, b Node) int { return a.Priority - b.Priority })
-	for _, n := range nodes {
-		if up(n) {
-			return n, nil
+	for _, g := range m.groups {
+		nodes := slices.Clone(g.Nodes)
+		slices.SortStableFunc(nodes, func(a, b Node) int { return a.Priority - b.Priority })
+		for _, n := range nodes {
+			if up(n) {
+				return n, nil
+			}
 		}
 	}
 	return Node{}, ErrNoNode

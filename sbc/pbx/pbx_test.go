@@ -104,3 +104,43 @@ func TestStickWithNode(t *testing.T) {
 		t.Fatalf("no groups: %v %v", err, m.States())
 	}
 }
+
+// TestGroupsInOrder: the second group takes over when every node of the
+// first is down, and gives back when one answers again.
+func TestGroupsInOrder(t *testing.T) {
+	f := &fake{down: map[string]bool{}}
+	m := New(f.probe, nil)
+	m.Set([]Group{
+		{Name: "site-a", Nodes: []Node{{Group: "site-a", Name: "a1", Priority: 1, Addr: "127.0.0.2:5060"}, {Group: "site-a", Name: "a2", Priority: 2, Addr: "127.0.0.3:5060"}}},
+		{Name: "site-b", Nodes: []Node{{Group: "site-b", Name: "b1", Priority: 1, Addr: "127.0.0.4:5060"}}},
+	}, 0, 1)
+	ctx := context.Background()
+	route := func() string {
+		n, err := m.Route("")
+		if err != nil {
+			return err.Error()
+		}
+		return n.Name
+	}
+	for _, step := range []struct {
+		down []string
+		want string
+	}{
+		{nil, "a1"},
+		{[]string{"a1"}, "a2"},
+		{[]string{"a1", "a2"}, "b1"},
+		{[]string{"a1"}, "a2"},
+		{[]string{"a1", "a2", "b1"}, ErrNoNode.Error()},
+	} {
+		for _, n := range []string{"a1", "a2", "b1"} {
+			f.set(n, false)
+		}
+		for _, n := range step.down {
+			f.set(n, true)
+		}
+		m.ProbeAll(ctx)
+		if got := route(); got != step.want {
+			t.Errorf("down %v: route %s, want %s", step.down, got, step.want)
+		}
+	}
+}
