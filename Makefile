@@ -4,11 +4,16 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: run build test test-short lint bench bench-store bench-media bench-register clean
+.PHONY: run demo build test test-short lint bench bench-store bench-media bench-register clean
 
 ## run: build and start the appliance with data under ./var; prints the portal URL
 run: build
 	./bin/appliance -data ./var -http 127.0.0.1:8443
+
+## demo: see it work, on loopback only: the appliance (prints the portal URL and the admin password), Kamailio as the PBX, a baresip Zoom client (TLS, SRTP) calling a baresip phone on the PBX; shows the call in the active calls and the history, then stops everything. DEMO_FLAGS='-hold 60s' keeps the call up longer. Needs kamailio and baresip-core
+demo: build
+	$(GO) build -o bin/demo ./sbc/demo
+	./bin/demo -appliance ./bin/appliance $(DEMO_FLAGS)
 
 ## build: compile the appliance program into bin/
 build:

@@ -89,7 +89,7 @@ func (a sipStatus) Calls() []webui.ActiveCall {
 	cs := a.s.Calls()
 	out := make([]webui.ActiveCall, len(cs))
 	for i, c := range cs {
-		out[i] = webui.ActiveCall{From: c.From, To: c.To, Direction: direction(c.ToClient), CallerAgent: c.CallerAgent, CalleeAgent: c.CalleeAgent, Started: c.Started, Answered: c.Answered,
+		out[i] = webui.ActiveCall{From: c.From, To: c.To, Direction: direction(c.ToClient), CallerAgent: c.CallerAgent, CalleeAgent: c.CalleeAgent, CallID: c.CallID, Started: c.Started, Answered: c.Answered,
 			Codecs: c.Codecs, SRTP: c.SRTP}
 		for leg := range 2 {
 			out[i].PacketsIn[leg], out[i].PacketsOut[leg], out[i].Lost[leg] = c.Stats[leg].PacketsIn, c.Stats[leg].PacketsOut, c.Stats[leg].Lost

@@ -38,8 +38,9 @@ type ActiveCall struct {
 	Direction   string    `json:"direction"` // "client to PBX" or "PBX to client"
 	CallerAgent string    `json:"callerUserAgent"`
 	CalleeAgent string    `json:"calleeUserAgent"`
+	CallID      string    `json:"callId"` // the caller's
 	Started     time.Time `json:"started"`
-	Answered    time.Time `json:"answered"`
+	Answered    time.Time `json:"answered,omitzero"`
 	// Per media leg, caller then callee.
 	Codecs     [2]string `json:"codecs"`
 	SRTP       [2]bool   `json:"srtp"`

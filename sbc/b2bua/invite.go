@@ -31,7 +31,7 @@ var ackWait = 64 * sip.T1
 func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip.ServerTransaction) error {
 	in := caller.uas
 	c := &call{onEnd: s.OnEnd, cancel: func() {}, info: CallInfo{
-		From: req.From().Address.String(), To: req.To().Address.String(), ToClient: p.toClient,
+		From: uriString(partyURI(req.From().Address)), To: uriString(partyURI(req.To().Address)), ToClient: p.toClient,
 		CallerAgent: caller.agent, CallID: req.CallID().Value(), Started: time.Now(),
 	}}
 	// Media inactivity ends an established call with BYE on both legs.
@@ -385,3 +385,5 @@ func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransa
 		}
 	}
 }
+
+func uriString(u sip.Uri) string { return u.String() }

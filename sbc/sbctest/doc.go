@@ -1,6 +1,7 @@
 // Package sbctest runs real SIP peers for the SBC's tests, in the way
 // net/http/httptest runs HTTP servers for handler tests. It is imported
-// only by _test.go files and is not compiled into the product.
+// by _test.go files and by the demo (sbc/demo, RunKamailio), never by
+// the appliance.
 //
 // StartKamailio runs a Kamailio registrar with digest authentication as the
 // PBX behind the SBC: a private process on a loopback address and a free
