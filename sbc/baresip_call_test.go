@@ -2,14 +2,16 @@ package sbc
 
 // End-to-end calls with real peers: client A is a baresip registered
 // through the SBC over TLS with mandatory SDES SRTP (the Zoom client);
-// user B is a baresip registered directly at Kamailio, the PBX, over UDP
-// with plain RTP (a phone on the PBX). Kamailio connects calls between
-// its users; it trusts the SBC's core address (a PBX trusts its trunks by
-// address) and challenges B.
+// users B and C (C only in the tests that need a third party) are
+// baresips registered directly at Kamailio, the PBX, over UDP with plain
+// RTP (phones on the PBX). Kamailio connects calls between its users; it
+// trusts the SBC's core address (a PBX trusts its trunks by address) and
+// challenges B and C.
 //
-// Each side plays its own tone from a WAV file (A 1000 Hz, B 600 Hz) and
-// records what it receives (baresip's sndfile module writes the decoded
-// audio); a call passes when each side recorded the other's tone.
+// Each side plays its own tone from a WAV file (A 1000 Hz, B 600 Hz, C
+// 800 Hz) and records what it receives (baresip's sndfile module writes
+// the decoded audio); a call passes when each side recorded the other's
+// tone.
 
 import (
 	"fmt"
@@ -29,12 +31,13 @@ import (
 // Ports of these tests, below the kernel's ephemeral range (32768 and up)
 // and apart from the other tests' media ports (the media interop test's
 // 17000-19999, the SIPp call tests' 26000-27999, the call and torture
-// tests' 35000 and up): baresip A's RTP 20000-20199, B's 20200-20399, the
-// SBC's access media 21000-21499 and core media 21500-21999. tshark
-// captures 20000-21999.
+// tests' 35000 and up): baresip A's RTP 20000-20199, B's 20200-20399,
+// C's 20400-20599, the SBC's access media 21000-21499 and core media
+// 21500-21999. tshark captures 20000-21999.
 const (
 	callPortsLow, callPortsHigh    = 20000, 21999
 	rtpPortsA, rtpPortsB           = "20000-20199", "20200-20399"
+	rtpPortsC                      = "20400-20599"
 	accessMediaMin, accessMediaMax = 21000, 21499
 	coreMediaMin, coreMediaMax     = 21500, 21999
 )
@@ -42,11 +45,13 @@ const (
 const (
 	userA, passA = "3001", "pw-3001-call"
 	userB, passB = "3002", "pw-3002-call"
+	userC, passC = "3003", "pw-3003-call"
 	toneA, toneB = 1000.0, 600.0 // Hz
+	toneC        = 800.0         // Hz
 
-	// hostB is B's loopback address: Kamailio tells the SBC (on
-	// 127.0.0.1, trusted) from its phones by address.
-	hostB = "127.0.0.5"
+	// hostB and hostC are B's and C's loopback addresses: Kamailio
+	// tells the SBC (on 127.0.0.1, trusted) from its phones by address.
+	hostB, hostC = "127.0.0.5", "127.0.0.6"
 
 	// heardAtLeast is how much of the other side's tone each recording
 	// and each captured RTP stream must hold.
@@ -184,59 +189,83 @@ func TestBaresipCallRejected(t *testing.T) {
 	r.waitNoCalls(t)
 }
 
-// baresipCallRig is Kamailio with users A and B, the SBC in front of it,
-// and the two baresips, both registered.
+// baresipCallRig is Kamailio with users A, B and C, the SBC in front of
+// it, and the baresips of A and B, both registered; C's when a test
+// starts it.
 type baresipCallRig struct {
 	k                 *sbctest.Kamailio
 	s                 *Service
 	tlsPort, corePort int
-	a, b              *baresipPhone
+	a, b, c           *baresipPhone
+	bin, modules      string
 }
 
-func startBaresipCallRig(t *testing.T) *baresipCallRig {
+// startBaresipCallRig starts the rig; each edit changes the SBC's
+// desired state before it is applied, after the rig's own.
+func startBaresipCallRig(t *testing.T, edits ...func(*Desired)) *baresipCallRig {
 	t.Helper()
 	bin := sbctest.FindPeer(t, "baresip", "baresip-core")
 	modules := sbctest.BaresipModules(t, "account.so", "g711.so", "srtp.so", "aufile.so", "aubridge.so", "sndfile.so", "menu.so", "ctrl_tcp.so")
 	lo := netip.MustParseAddr("127.0.0.1")
 	k := sbctest.StartKamailio(t, sbctest.KamailioOptions{
-		Users:   map[string]string{userA: passA, userB: passB},
+		Users:   map[string]string{userA: passA, userB: passB, userC: passC},
 		Calls:   true,
 		Trusted: []netip.Addr{lo}, // the SBC's core realm
 	})
 	tc := sbctest.NewCertificate(t)
-	s, tlsPort, corePort := startTLSService(t, k.Addr, tc.TLS, func(d *Desired) {
+	rig := func(d *Desired) {
 		d.Realms[0].MediaMin, d.Realms[0].MediaMax = accessMediaMin, accessMediaMax
 		d.Realms[1].MediaMin, d.Realms[1].MediaMax = coreMediaMin, coreMediaMax
 		// baresip stands in for the Zoom client: SRTP only.
 		d.Config.UserAgentProfiles = append(d.Config.UserAgentProfiles, UserAgentProfile{UserAgent: "baresip", MediaProfile: "Zoom"})
-	})
-	r := &baresipCallRig{k: k, s: s, tlsPort: tlsPort, corePort: corePort}
+	}
+	s, tlsPort, corePort := startTLSService(t, k.Addr, tc.TLS, append([]func(*Desired){rig}, edits...)...)
+	r := &baresipCallRig{k: k, s: s, tlsPort: tlsPort, corePort: corePort, bin: bin, modules: modules}
 
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, tc.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	common := ";regint=600;mwi=no;answermode=manual;audio_codecs=PCMA"
 	r.a = startBaresipPhone(t, "A", bin, modules, lo, caFile, rtpPortsA, toneA,
 		fmt.Sprintf(`<sip:%s@%s;transport=tls>;auth_pass=%s;outbound="sip:127.0.0.1:%d;transport=tls";mediaenc=srtp-mand%s`,
-			userA, sbctest.KamailioRealm, passA, tlsPort, common))
-	r.b = startBaresipPhone(t, "B", bin, modules, netip.MustParseAddr(hostB), "", rtpPortsB, toneB,
-		fmt.Sprintf(`<sip:%s@%s>;auth_pass=%s;outbound="sip:%s"%s`, userB, sbctest.KamailioRealm, passB, k.Addr, common))
-	r.waitRegistered(t)
+			userA, sbctest.KamailioRealm, passA, tlsPort, phoneAccountParams))
+	r.b = r.startPhoneOnPBX(t, "B", userB, passB, hostB, rtpPortsB, toneB)
+	r.waitRegistered(t, userB, hostB)
 	return r
 }
 
+// phoneAccountParams are the account parameters every baresip of the rig
+// shares: a long registration, no MWI subscription, calls answered by
+// the test, A-law only.
+const phoneAccountParams = ";regint=600;mwi=no;answermode=manual;audio_codecs=PCMA"
+
+// startPhoneOnPBX starts a baresip for user on host, registered directly
+// at Kamailio over UDP with plain RTP (a phone on the PBX).
+func (r *baresipCallRig) startPhoneOnPBX(t *testing.T, name, user, pass, host, rtpPorts string, tone float64) *baresipPhone {
+	t.Helper()
+	return startBaresipPhone(t, name, r.bin, r.modules, netip.MustParseAddr(host), "", rtpPorts, tone,
+		fmt.Sprintf(`<sip:%s@%s>;auth_pass=%s;outbound="sip:%s"%s`, user, sbctest.KamailioRealm, pass, r.k.Addr, phoneAccountParams))
+}
+
+// startC starts C's baresip, a second phone on the PBX, and waits until
+// it is registered.
+func (r *baresipCallRig) startC(t *testing.T) {
+	t.Helper()
+	r.c = r.startPhoneOnPBX(t, "C", userC, passC, hostC, rtpPortsC, toneC)
+	r.waitRegistered(t, userC, hostC)
+}
+
 // waitRegistered waits until A's registration holds at both the SBC and
-// Kamailio, and B's at Kamailio.
-func (r *baresipCallRig) waitRegistered(t *testing.T) {
+// Kamailio, and user's (a phone on the PBX) at Kamailio from host.
+func (r *baresipCallRig) waitRegistered(t *testing.T, user, host string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, _, _, why := baresipRegistered(t, r.s, r.k, r.a.proc, "sip:"+userA+"@"+sbctest.KamailioRealm, userA, r.corePort)
 		if why == "" {
-			why = "Kamailio has no binding for B from " + hostB
+			why = "Kamailio has no binding for " + user + " from " + host
 			for _, l := range r.k.Locations(t) {
-				if l.AOR == userB && strings.HasPrefix(l.Received, "sip:"+hostB+":") {
+				if l.AOR == user && strings.HasPrefix(l.Received, "sip:"+host+":") {
 					why = ""
 				}
 			}

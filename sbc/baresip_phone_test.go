@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,6 +48,8 @@ type baresipMsg struct {
 	Token    string `json:"token"`
 	Type     string `json:"type"`
 	Param    string `json:"param"`
+	// CallID is the baresip call an event is about (its SIP Call-ID).
+	CallID string `json:"id"`
 }
 
 // startBaresipPhone starts a baresip on host with the one account,
@@ -236,33 +239,46 @@ func (p *baresipPhone) events() string {
 	return strings.Join(s, " ")
 }
 
-// recording is the file baresip's sndfile module writes what it decodes
-// of the call into ("dump-<time>-dec.wav"); "" before there is one.
-func (p *baresipPhone) recording(t *testing.T) string {
-	t.Helper()
+// recordings are the files baresip's sndfile module writes what it
+// decodes of each call into ("dump-<time>-dec.wav"), oldest first: the
+// time, to the second, sorts them.
+func (p *baresipPhone) recordings() []string {
 	files, _ := filepath.Glob(filepath.Join(p.dir, "dump-*-dec.wav"))
-	switch len(files) {
-	case 0:
-		return ""
-	case 1:
-		return files[0]
-	}
-	t.Fatalf("baresip %s recorded %d calls, want one: %v", p.name, len(files), files)
-	return ""
+	slices.Sort(files)
+	return files
 }
 
-// waitRecording waits until baresip has recorded d of the call's
+// recording is the latest call's recording; "" before there is one.
+func (p *baresipPhone) recording(t *testing.T) string {
+	t.Helper()
+	files := p.recordings()
+	if len(files) == 0 {
+		return ""
+	}
+	return files[len(files)-1]
+}
+
+// recorded is how many samples the latest call's recording holds.
+func (p *baresipPhone) recorded(t *testing.T) int {
+	t.Helper()
+	f := p.recording(t)
+	if f == "" {
+		return 0
+	}
+	fi, err := os.Stat(f)
+	if err != nil || fi.Size() < 44 {
+		return 0
+	}
+	return int(fi.Size()-44) / 2
+}
+
+// waitRecording waits until baresip has recorded d of the latest call's
 // received audio (sound or not), 10 seconds at most.
 func (p *baresipPhone) waitRecording(t *testing.T, d time.Duration) {
 	t.Helper()
-	want := int64(44 + 2*toneRate*d.Seconds())
+	want := int(toneRate * d.Seconds())
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if f := p.recording(t); f != "" {
-			if fi, err := os.Stat(f); err == nil && fi.Size() >= want {
-				return
-			}
-		}
+	for p.recorded(t) < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("baresip %s recorded less than %v of the call within 10s\n%s", p.name, d, tail(p.proc.output(), 30))
 		}
@@ -270,24 +286,35 @@ func (p *baresipPhone) waitRecording(t *testing.T, d time.Duration) {
 	}
 }
 
-// checkHeard checks that the call's recording holds the tone of freq Hz.
+// checkHeard checks that the latest call's recording holds the tone of
+// freq Hz.
 func (p *baresipPhone) checkHeard(t *testing.T, freq float64) {
 	t.Helper()
-	f := p.recording(t)
-	if f == "" {
-		t.Errorf("baresip %s recorded nothing", p.name)
+	rep, ok := p.heard(t)
+	if !ok {
 		return
 	}
-	x, rate, err := readWAV(f)
-	if err != nil {
-		t.Errorf("baresip %s's recording: %v", p.name, err)
-		return
-	}
-	rep := analyseTone(x, rate)
 	t.Logf("%s heard: %v", p.name, rep)
 	if err := rep.hasTone(freq, heardAtLeast); err != nil {
 		t.Errorf("baresip %s did not hear the other side's tone: %v", p.name, err)
 	}
+}
+
+// heard is what the latest call's recording holds; false (and the test
+// failed) without a recording.
+func (p *baresipPhone) heard(t *testing.T) (toneReport, bool) {
+	t.Helper()
+	f := p.recording(t)
+	if f == "" {
+		t.Errorf("baresip %s recorded nothing", p.name)
+		return toneReport{}, false
+	}
+	x, rate, err := readWAV(f)
+	if err != nil {
+		t.Errorf("baresip %s's recording: %v", p.name, err)
+		return toneReport{}, false
+	}
+	return analyseTone(x, rate), true
 }
 
 // finalResponse is the status of the last final response to an INVITE
@@ -345,31 +372,38 @@ type callMedia struct {
 	offer, answer mediaEnd
 }
 
-// callMedia reads the phone's call's offer and answer from its SIP
-// trace: the last INVITE with SDP and the last 2xx to an INVITE with SDP
-// (they belong to the one call of each test). With SRTP the offer's key
-// is the one whose tag the answer accepted.
+// callMedia reads the offer and answer that set up the phone's call from
+// its SIP trace: the first 2xx with SDP to an INVITE, and that INVITE
+// (the one that passed the challenge, when there was one). Later
+// re-INVITEs change directions, not addresses or keys. With SRTP the
+// offer's key is the one whose tag the answer accepted.
 func (p *baresipPhone) callMedia(t *testing.T) callMedia {
 	t.Helper()
+	type key struct {
+		callID string
+		cseq   uint32
+	}
+	invites := map[key]*sip.Request{}
 	var offer, answer sip.Message
 	var cm callMedia
 	for _, m := range baresipTrace(p.proc.output()) {
-		if m.msg == nil || len(m.msg.Body()) == 0 {
+		if m.msg == nil || len(m.msg.Body()) == 0 || m.msg.CSeq() == nil || m.msg.CallID() == nil {
 			continue
 		}
+		k := key{m.msg.CallID().Value(), m.msg.CSeq().SeqNo}
 		switch msg := m.msg.(type) {
 		case *sip.Request:
-			if msg.Method == sip.INVITE {
-				offer, cm.callID = msg, msg.CallID().Value()
+			if msg.Method == sip.INVITE && invites[k] == nil {
+				invites[k] = msg
 			}
 		case *sip.Response:
-			if msg.IsSuccess() && msg.CSeq() != nil && msg.CSeq().MethodName == sip.INVITE {
-				answer = msg
+			if answer == nil && msg.IsSuccess() && msg.CSeq().MethodName == sip.INVITE && invites[k] != nil {
+				offer, answer, cm.callID = invites[k], msg, k.callID
 			}
 		}
 	}
 	if offer == nil || answer == nil {
-		t.Fatalf("baresip %s's trace has no INVITE with SDP and 2xx with SDP\n%s", p.name, tail(p.proc.output(), 40))
+		t.Fatalf("baresip %s's trace has no INVITE with SDP and 2xx with SDP to it\n%s", p.name, tail(p.proc.output(), 40))
 	}
 	var err error
 	if cm.answer, err = parseMediaEnd(answer.Body(), -1); err != nil {

@@ -250,6 +250,29 @@ func TestBlindAndAttendedTransfer(t *testing.T) {
 	if got.GetHeader("Referred-By") == nil {
 		t.Errorf("Referred-By dropped:\n%s", got)
 	}
+	// The transferee's NOTIFY names the REFER by its CSeq in the PBX's
+	// dialog; the client gets it named by the CSeq of its own REFER.
+	clientRefer := first.CSEQ()
+	pbxDialog := pbx.invite(t)
+	notify := sip.NewRequest(sip.NOTIFY, *pbxDialog.Contact().Address.Clone())
+	notify.SetTransport("TCP")
+	notify.AppendHeader(&sip.FromHeader{Address: pbxDialog.To().Address, Params: sip.HeaderParams{{K: "tag", V: r.pbxTag(t, first)}}})
+	notify.AppendHeader(&sip.ToHeader{Address: pbxDialog.From().Address, Params: pbxDialog.From().Params.Clone()})
+	notify.AppendHeader(sip.NewHeader("Call-ID", pbxDialog.CallID().Value()))
+	notify.AppendHeader(&sip.CSeqHeader{SeqNo: 20, MethodName: sip.NOTIFY})
+	notify.AppendHeader(sip.NewHeader("Event", "refer;id="+strconv.Itoa(int(got.CSeq().SeqNo))))
+	notify.AppendHeader(sip.NewHeader("Subscription-State", "active;expires=60"))
+	notify.AppendHeader(sip.NewHeader("Contact", "<sip:127.0.0.1:1;transport=tcp>"))
+	notify.SetBody([]byte("SIP/2.0 100 Trying\r\n"))
+	frag := sip.ContentTypeHeader("message/sipfrag")
+	notify.AppendHeader(&frag)
+	if res := pbxDo(t, pbx, notify); res.StatusCode != 200 {
+		t.Fatalf("NOTIFY: %d", res.StatusCode)
+	}
+	n := next(t, r.inDialog, "NOTIFY at the client")
+	if ev := n.GetHeader("Event"); ev == nil || ev.Value() != "refer;id="+strconv.Itoa(int(clientRefer)) {
+		t.Errorf("the client's NOTIFY has Event %v, want refer;id=%d", ev, clientRefer)
+	}
 
 	// Attended: transfer the first call's PBX party to the second's.
 	secondCore := ""

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/psigate/psigate/sbc/media/sdes"
 )
 
@@ -86,6 +87,7 @@ func (c *rtpCapture) stop(t *testing.T) {
 // capturedRTP is one datagram of the capture, decoded as RTP.
 type capturedRTP struct {
 	src, dst netip.AddrPort
+	at       time.Time // when tshark captured it
 	pt       uint8
 	payload  []byte // RTP payload as tshark sees it: with SRTP, the ciphertext and the tag
 	datagram []byte // the whole UDP payload
@@ -100,7 +102,7 @@ func (c *rtpCapture) rtp(t *testing.T, ports ...uint16) []capturedRTP {
 		args = append(args, "-d", fmt.Sprintf("udp.port==%d,rtp", p))
 	}
 	args = append(args, "-Y", "rtp", "-T", "fields", "-E", "separator=/t",
-		"-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
+		"-e", "frame.time_epoch", "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
 		"-e", "rtp.p_type", "-e", "rtp.payload", "-e", "udp.payload")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -114,20 +116,21 @@ func (c *rtpCapture) rtp(t *testing.T, ports ...uint16) []capturedRTP {
 	var pkts []capturedRTP
 	for line := range strings.Lines(string(out)) {
 		f := strings.Split(strings.TrimRight(line, "\n"), "\t")
-		if len(f) != 7 {
+		if len(f) != 8 {
 			t.Fatalf("tshark: unexpected line %q", line)
 		}
-		src, err1 := netip.ParseAddrPort(f[0] + ":" + f[1])
-		dst, err2 := netip.ParseAddrPort(f[2] + ":" + f[3])
-		pt, err3 := strconv.ParseUint(f[4], 10, 7)
-		payload, err4 := hex.DecodeString(strings.ReplaceAll(f[5], ":", ""))
-		datagram, err5 := hex.DecodeString(strings.ReplaceAll(f[6], ":", ""))
-		for _, err := range []error{err1, err2, err3, err4, err5} {
+		at, err0 := strconv.ParseFloat(f[0], 64)
+		src, err1 := netip.ParseAddrPort(f[1] + ":" + f[2])
+		dst, err2 := netip.ParseAddrPort(f[3] + ":" + f[4])
+		pt, err3 := strconv.ParseUint(f[5], 10, 7)
+		payload, err4 := hex.DecodeString(strings.ReplaceAll(f[6], ":", ""))
+		datagram, err5 := hex.DecodeString(strings.ReplaceAll(f[7], ":", ""))
+		for _, err := range []error{err0, err1, err2, err3, err4, err5} {
 			if err != nil {
 				t.Fatalf("tshark: line %q: %v", line, err)
 			}
 		}
-		pkts = append(pkts, capturedRTP{src: src, dst: dst, pt: uint8(pt), payload: payload, datagram: datagram})
+		pkts = append(pkts, capturedRTP{at: time.Unix(0, int64(at*1e9)), src: src, dst: dst, pt: uint8(pt), payload: payload, datagram: datagram})
 	}
 	return pkts
 }
@@ -145,14 +148,29 @@ func checkCapturedMedia(t *testing.T, c *rtpCapture, access, core callMedia) {
 	if core.offer.proto != "RTP/AVP" || core.answer.proto != "RTP/AVP" {
 		t.Errorf("core leg SDP: the SBC offered %s, B answered %s; want RTP/AVP both", core.offer.proto, core.answer.proto)
 	}
-	a, sbcA := access.offer.addr, access.answer.addr
-	sbcB, b := core.offer.addr, core.answer.addr
-	pkts := c.rtp(t, a.Port(), sbcA.Port(), sbcB.Port(), b.Port())
-	// By port: baresip sends RTP from its port on any address (B's
-	// SDP names 127.0.0.5, its packets leave from 127.0.0.1), and the
-	// SBC answers where they came from.
+	f := c.callFlows(t, access, core)
+	checkSRTPStream(t, "A -> SBC", f.aToSBC, access.offer.crypto, toneA)
+	checkSRTPStream(t, "SBC -> A", f.sbcToA, access.answer.crypto, toneB)
+	checkRTPStream(t, "SBC -> B", f.sbcToB, toneA)
+	checkRTPStream(t, "B -> SBC", f.bToSBC, toneB)
+}
+
+// callFlows are the four RTP streams of a call between A (through the
+// SBC) and B, as captured, each in capture order.
+type callFlows struct {
+	aToSBC, sbcToA, sbcToB, bToSBC []capturedRTP
+}
+
+// callFlows sorts the capture into the call's streams, by the ports the
+// offer and the answer of each leg name. By port: baresip sends RTP from
+// its port on any address (B's SDP names 127.0.0.5, its packets leave
+// from 127.0.0.1), and the SBC answers where they came from.
+func (c *rtpCapture) callFlows(t *testing.T, access, core callMedia) callFlows {
+	t.Helper()
+	a, sbcA := access.offer.addr.Port(), access.answer.addr.Port()
+	sbcB, b := core.offer.addr.Port(), core.answer.addr.Port()
 	flows := map[[2]uint16][]capturedRTP{}
-	for _, p := range pkts {
+	for _, p := range c.rtp(t, a, sbcA, sbcB, b) {
 		if !p.src.Addr().IsLoopback() || !p.dst.Addr().IsLoopback() {
 			t.Errorf("captured RTP off loopback: %s -> %s", p.src, p.dst)
 		}
@@ -162,10 +180,62 @@ func checkCapturedMedia(t *testing.T, c *rtpCapture, access, core callMedia) {
 		}
 		flows[k] = append(flows[k], p)
 	}
-	checkSRTPStream(t, "A -> SBC", flows[[2]uint16{a.Port(), sbcA.Port()}], access.offer.crypto, toneA)
-	checkSRTPStream(t, "SBC -> A", flows[[2]uint16{sbcA.Port(), a.Port()}], access.answer.crypto, toneB)
-	checkRTPStream(t, "SBC -> B", flows[[2]uint16{sbcB.Port(), b.Port()}], toneA)
-	checkRTPStream(t, "B -> SBC", flows[[2]uint16{b.Port(), sbcB.Port()}], toneB)
+	return callFlows{
+		aToSBC: flows[[2]uint16{a, sbcA}], sbcToA: flows[[2]uint16{sbcA, a}],
+		sbcToB: flows[[2]uint16{sbcB, b}], bToSBC: flows[[2]uint16{b, sbcB}],
+	}
+}
+
+// capturedAudio is one packet's audio: 20 ms of A-law decoded, decrypted
+// first for SRTP.
+type capturedAudio struct {
+	at time.Time
+	x  []float64
+}
+
+// decodeStream decodes a stream's G.711 A-law packets in capture order,
+// decrypting them under key when it is set (SRTP: one context for the
+// whole stream, so the rollover counter follows it); bad counts the
+// packets that are not 20 ms of A-law or do not authenticate.
+func decodeStream(t *testing.T, pkts []capturedRTP, key *sdes.Crypto) (audio []capturedAudio, bad int) {
+	t.Helper()
+	var ctx *srtp.Context
+	if key != nil {
+		var err error
+		if ctx, err = key.Context(); err != nil {
+			t.Fatalf("key %s: %v", key.Suite, err)
+		}
+	}
+	for _, p := range pkts {
+		payload := p.payload
+		if ctx != nil {
+			var h rtp.Header
+			dec, err := ctx.DecryptRTP(nil, p.datagram, &h)
+			if err != nil {
+				bad++
+				continue
+			}
+			payload = dec[h.MarshalSize():]
+		}
+		if p.pt != 8 || len(payload) != g711Frame {
+			bad++
+			continue
+		}
+		audio = append(audio, capturedAudio{at: p.at, x: alaw(payload)})
+	}
+	return audio, bad
+}
+
+// between is the audio of the packets captured from from until to, and
+// how many packets that is.
+func between(audio []capturedAudio, from, to time.Time) (x []float64, packets int) {
+	for _, a := range audio {
+		if !a.at.Before(from) && a.at.Before(to) {
+			x = append(x, a.x...)
+			packets++
+		}
+	}
+	return x, packets
 }
 
 // srtpTagLen is the authentication tag's length of an SDES suite.

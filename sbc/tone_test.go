@@ -105,7 +105,9 @@ type toneReport struct {
 	// RMS is the RMS of the blocks heard.
 	RMS float64
 	// Freq is the dominant frequency in the blocks heard: the strongest
-	// of 10 Hz steps from 100 to 3900 Hz.
+	// of 5 Hz steps from 100 to 3900 Hz (call-progress tones such as
+	// 425 Hz fall between steps of 10 Hz, which the 100 ms blocks would
+	// resolve).
 	Freq float64
 	// Purity is the share of the blocks' power at Freq; a clean tone
 	// has nearly all of it, noise (such as ciphertext played as audio)
@@ -155,7 +157,7 @@ func analyseTone(x []float64, rate int) toneReport {
 	meanSquare := sum / float64(len(heard)*block)
 	r.RMS = math.Sqrt(meanSquare)
 	best := 0.0
-	for f := 100; f <= 3900; f += 10 {
+	for f := 100; f <= 3900; f += 5 {
 		var p float64
 		for _, b := range heard {
 			p += goertzel(b, float64(f), float64(rate))

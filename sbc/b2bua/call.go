@@ -29,6 +29,10 @@ type call struct {
 	// timer is the session timer (RFC 4028), nil without one.
 	timer *sessionTimer
 
+	// referIDs maps a relayed REFER's CSeq on one side to the other's.
+	referMu  sync.Mutex
+	referIDs map[referKey]uint32
+
 	once     sync.Once
 	answered time.Time
 	forget   func()

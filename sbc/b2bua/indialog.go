@@ -74,9 +74,17 @@ func (b *B2BUA) pass(c *call, from *leg, req *sip.Request, tx sip.ServerTransact
 		}
 	}
 	copyBody(out, req)
+	c.referEvent(from, out)
+	to.build(out)
+	if req.Method == sip.REFER {
+		// Its NOTIFYs name it by its CSeq on each side (RFC 3515
+		// section 2.4.6): known before it goes, as they may beat its
+		// 202.
+		c.referred(to, out.CSeq().SeqNo, req.CSeq().SeqNo)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
 	defer cancel()
-	res, err := to.do(ctx, out)
+	res, err := to.doBuilt(ctx, out)
 	if err != nil {
 		b.log.Info("in-dialog request not answered", "method", req.Method, "call-id", c.info.CallID, "err", err)
 		signal.Respond(b.log, tx, req, 408, "Request Timeout")

@@ -194,7 +194,13 @@ func (l *leg) ack(cseq uint32, body []byte, ct string) error {
 
 // do sends an in-dialog request and waits for its final response.
 func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	tx, err := l.request(ctx, req)
+	l.build(req)
+	return l.doBuilt(ctx, req)
+}
+
+// doBuilt is do for a request build has made.
+func (l *leg) doBuilt(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	tx, err := l.cl.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,11 @@ package b2bua
 import (
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/psigate/psigate/sbc/media/relay"
 )
 
 // A transfer crosses psigate as a REFER on one leg and a REFER on the
@@ -121,4 +123,64 @@ func (b *B2BUA) findDialog(callID, tagA, tagB string) (*call, *leg) {
 		}
 	}
 	return nil, nil
+}
+
+// referred notes a relayed REFER: the CSeq psigate gave it on leg to and
+// the one it had on the other leg.
+func (c *call) referred(to *leg, sent, received uint32) {
+	c.referMu.Lock()
+	defer c.referMu.Unlock()
+	if c.referIDs == nil {
+		c.referIDs = map[referKey]uint32{}
+	}
+	c.referIDs[referKey{to.side, sent}] = received
+	c.referIDs[referKey{to.side.Other(), received}] = sent
+}
+
+// referKey is a REFER's CSeq on the leg of one side.
+type referKey struct {
+	side relay.Side
+	cseq uint32
+}
+
+// referEvent rewrites the id of an "Event: refer" (a NOTIFY of a
+// transfer's progress, or a SUBSCRIBE refreshing it) that came on leg
+// from: the CSeq of the REFER as the other side sent it.
+func (c *call) referEvent(from *leg, out *sip.Request) {
+	h := out.GetHeader("Event")
+	if h == nil {
+		return
+	}
+	pkg, params, _ := strings.Cut(h.Value(), ";")
+	if !strings.EqualFold(strings.TrimSpace(pkg), "refer") {
+		return
+	}
+	var kept []string
+	id := ""
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "id") {
+			id = v
+			continue
+		}
+		if p = strings.TrimSpace(p); p != "" {
+			kept = append(kept, p)
+		}
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil {
+		return
+	}
+	c.referMu.Lock()
+	mapped, ok := c.referIDs[referKey{from.side, uint32(n)}]
+	c.referMu.Unlock()
+	if !ok {
+		return
+	}
+	value := "refer;id=" + strconv.FormatUint(uint64(mapped), 10)
+	for _, p := range kept {
+		value += ";" + p
+	}
+	out.RemoveHeader("Event")
+	out.AppendHeader(sip.NewHeader("Event", value))
 }
