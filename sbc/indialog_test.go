@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -689,4 +690,86 @@ func TestMediaTimeoutEndsCall(t *testing.T) {
 	if bye == nil || bye.GetHeader("Reason") == nil || !strings.Contains(bye.GetHeader("Reason").Value(), "media timeout") {
 		t.Errorf("the PBX's BYE has no Reason:\n%v", bye)
 	}
+}
+
+// TestReliableProvisionalToClient: a client that supports 100rel gets the
+// PBX's 183 reliably from psigate (Require: 100rel, an RSeq of its own),
+// again until it sends its PRACK, which psigate answers; the 200 comes
+// only after that PRACK, as the 183 carried SDP.
+func TestReliableProvisionalToClient(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.reliable = true
+	r := newCallRig(t, pbx)
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "rel"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("Supported", "100rel"))
+	req.AppendHeader(sdpType())
+	req.SetBody(r.offer("sendrecv"))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reliable []*sip.Response
+	var prackRes chan *sip.Response
+	var prackSent atomic.Int64 // when the PRACK went
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode != 183 || !strings.Contains(strings.Join(responseValues(res, "Require"), ","), "100rel") || res.GetHeader("RSeq") == nil {
+			return nil
+		}
+		reliable = append(reliable, res.Clone())
+		if prackRes != nil {
+			return nil
+		}
+		prackRes = make(chan *sip.Response, 1)
+		go func() {
+			time.Sleep(700 * time.Millisecond) // long enough for a retransmission
+			prack := sip.NewRequest(sip.PRACK, res.Contact().Address)
+			prack.AppendHeader(&sip.FromHeader{Address: req.From().Address, Params: req.From().Params.Clone()})
+			prack.AppendHeader(&sip.ToHeader{Address: res.To().Address, Params: res.To().Params.Clone()})
+			prack.AppendHeader(sip.NewHeader("Call-ID", req.CallID().Value()))
+			prack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo + 1, MethodName: sip.PRACK})
+			prack.AppendHeader(sip.NewHeader("RAck", res.GetHeader("RSeq").Value()+" "+strconv.Itoa(int(req.CSeq().SeqNo))+" INVITE"))
+			prack.SetDestination(r.access)
+			prackSent.Store(time.Now().UnixNano())
+			res, err := r.cl.Do(ctx, prack)
+			if err != nil {
+				t.Errorf("PRACK: %v", err)
+			}
+			prackRes <- res
+		}()
+		return nil
+	}})
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	answeredAt := time.Now().UnixNano()
+	if err := dc.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sent := prackSent.Load(); sent == 0 || sent > answeredAt {
+		t.Error("the 200 came before the PRACK of the 183 with SDP")
+	}
+	if len(reliable) < 2 {
+		t.Errorf("%d reliable 183s before the PRACK, want it retransmitted", len(reliable))
+	}
+	if res := <-prackRes; res == nil || res.StatusCode != 200 {
+		t.Errorf("PRACK answered %v", res)
+	}
+	if first, last := reliable[0].GetHeader("RSeq").Value(), reliable[len(reliable)-1].GetHeader("RSeq").Value(); first != last {
+		t.Errorf("RSeq %s, then %s in a retransmission", first, last)
+	}
+	hangUp(t, r, dc)
+}
+
+func responseValues(m *sip.Response, name string) []string {
+	var v []string
+	for _, h := range m.GetHeaders(name) {
+		v = append(v, h.Value())
+	}
+	return v
 }

@@ -179,6 +179,7 @@ func (s *Service) install(r *signal.Realm) {
 	r.Server.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) {
 		signal.Respond(s.log, tx, req, 481, "Call/Transaction Does Not Exist")
 	})
+	r.Server.OnPrack(inDialog)
 	r.Server.OnUpdate(inDialog)
 	r.Server.OnInfo(inDialog)
 	r.Server.OnRefer(inDialog)
@@ -191,7 +192,7 @@ func (s *Service) install(r *signal.Realm) {
 }
 
 // allow lists the methods psigate handles today.
-const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, REFER, NOTIFY, MESSAGE, SUBSCRIBE"
+const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE, SUBSCRIBE"
 
 // Apply reconciles listeners and settings to d.
 func (s *Service) Apply(ctx context.Context, d Desired) error {

@@ -358,13 +358,11 @@ func strays(t *testing.T, scenario string) {
 	r.check(core, callee)
 }
 
-// TestSIPp100rel: psigate takes part in reliable provisional responses
-// (RFC 3262) on the PBX's leg only, hop by hop. A caller that requires
-// them gets 420 with Unsupported: 100rel. For a caller that supports
-// them, psigate offers 100rel to the PBX itself, PRACKs the PBX's
-// reliable 183 with the right RAck and CSeq, and relays the 183 to the
-// caller as an ordinary provisional, so the caller sends no PRACK; the
-// call then goes on with the 200, ACK and BYE in CSeq order.
+// TestSIPp100rel: reliable provisional responses (RFC 3262) hop by hop
+// on both legs. psigate offers 100rel to the PBX itself and PRACKs the
+// PBX's reliable 183 with the right RAck and CSeq; a caller that requires
+// 100rel gets that 183 reliably with psigate's own RSeq, and the 200 only
+// after its PRACK; the call then goes on with ACK and BYE in CSeq order.
 func TestSIPp100rel(t *testing.T) {
 	t.Parallel()
 	r := newFlowRig(t)

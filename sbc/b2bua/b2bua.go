@@ -76,6 +76,7 @@ type B2BUA struct {
 	clients  map[cacheKey]*sipgo.DialogClientCache
 	calls    map[string]*call         // by dialog ID, both legs
 	subs     map[string]*subscription // by subKey, both sides
+	early    map[string]*reliable     // callers' early dialogs taking reliable provisionals
 }
 
 // New returns a B2BUA; Configure must be called before calls arrive.
@@ -83,7 +84,7 @@ func New(realms Realms, engine *relay.Engine, log *slog.Logger) *B2BUA {
 	return &B2BUA{realms: realms, engine: engine, log: log,
 		servers: map[cacheKey]*sipgo.DialogServerCache{},
 		clients: map[cacheKey]*sipgo.DialogClientCache{},
-		calls:   map[string]*call{}, subs: map[string]*subscription{}}
+		calls:   map[string]*call{}, subs: map[string]*subscription{}, early: map[string]*reliable{}}
 }
 
 // Configure replaces the settings; calls in progress keep theirs.

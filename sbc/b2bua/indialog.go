@@ -19,6 +19,10 @@ var inDialogWait = 64 * sip.T1
 // REFER, NOTIFY, MESSAGE, OPTIONS, SUBSCRIBE. A request for no call gets
 // 481; one out of CSeq order 500.
 func (b *B2BUA) HandleRequest(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
+	if req.Method == sip.PRACK {
+		b.handlePrack(req, tx)
+		return
+	}
 	c, from := b.match(req)
 	if c == nil {
 		if !b.inSubscription(req, tx) {

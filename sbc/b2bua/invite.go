@@ -105,6 +105,20 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		}
 		return fail(Failed, 503, "Service Unavailable", "callee unreachable", err)
 	}
+	var rel *reliable
+	if wantsReliable(req) {
+		rel = newReliable(in)
+		b.mu.Lock()
+		b.early[in.ID] = rel
+		b.mu.Unlock()
+		// Kept a while after the call is set up: a PRACK may cross the
+		// 2xx.
+		defer time.AfterFunc(ackWait, func() {
+			b.mu.Lock()
+			delete(b.early, in.ID)
+			b.mu.Unlock()
+		})
+	}
 	answered := false // early media answered the caller's offer
 	prack := &pracker{dc: dc, cl: p.realm.Client, flow: p.flow, cseq: dc.InviteRequest.CSeq().SeqNo}
 	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
@@ -127,7 +141,11 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 				answered, body, ct = true, rb.with(ans), rb.contentType
 			} // else: early media the caller cannot take; ringing goes on
 		}
-		return in.WriteResponse(response(in.InviteRequest, res.StatusCode, res.Reason, body, ct, res, p.back))
+		resp := response(in.InviteRequest, res.StatusCode, res.Reason, body, ct, res, p.back)
+		if rel != nil {
+			return rel.send(ctx, resp)
+		}
+		return in.WriteResponse(resp)
 	}})
 	var dr *sipgo.ErrDialogResponse
 	switch cause := context.Cause(ctx); {
@@ -201,6 +219,9 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	var acks chan *sip.Request
 	if bd == nil {
 		acks = c.expectAck()
+	}
+	if rel != nil {
+		_ = rel.waitAnswered(ctx)
 	}
 	ok := response(in.InviteRequest, 200, "OK", toCaller, toCallerType, res, p.back)
 	ok.AppendHeader(&caller.contact)

@@ -466,8 +466,9 @@ func MissingMandatory(req *sip.Request) string {
 }
 
 // Supported are the extensions psigate takes part in: session timers
-// (RFC 4028) and Replaces (RFC 3891).
-var Supported = map[string]bool{"timer": true, "replaces": true}
+// (RFC 4028), Replaces (RFC 3891) and reliable provisional responses
+// (RFC 3262).
+var Supported = map[string]bool{"timer": true, "replaces": true, "100rel": true}
 
 // Unsupported lists the option tags of a request's Require header that
 // psigate does not support (not in Supported). A request
