@@ -49,6 +49,8 @@ type pbxPhone struct {
 	// 183 first, and the 200 only after its PRACK.
 	reliable bool
 	pracks   chan *sip.Request
+	// ringFor makes the extension ring longer before it answers.
+	ringFor time.Duration
 }
 
 func startPBXPhone(t *testing.T) *pbxPhone {
@@ -149,7 +151,7 @@ func startPBXPhone(t *testing.T) *pbxPhone {
 			<-tx.Done()
 			return
 		}
-		time.Sleep(50 * time.Millisecond) // the extension rings before it answers
+		time.Sleep(50*time.Millisecond + p.ringFor) // the extension rings before it answers
 		if p.busy {
 			ds.Respond(486, "Busy Here", nil)
 			return
@@ -255,6 +257,7 @@ func (p *pbxPhone) requests() []*sip.Request {
 func TestCallFromClientToPBX(t *testing.T) {
 	pbx := startPBXPhone(t)
 	cfg := Default()
+	cfg.Calls.OpenToUnregistered = true
 	host, port, _ := net.SplitHostPort(pbx.addr)
 	p, _ := strconv.Atoi(port)
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "OS4K", Nodes: []Node{{Name: "n1", Priority: 1, Address: host, Transport: TransportTCP, Port: p}}}}
@@ -397,6 +400,7 @@ type callRig struct {
 func newCallRig(t *testing.T, pbx *pbxPhone, edit ...func(*Config)) *callRig {
 	t.Helper()
 	cfg := Default()
+	cfg.Calls.OpenToUnregistered = true // the rig's client calls without registering; see TestUnregisteredCallerRefused
 	for _, f := range edit {
 		f(&cfg)
 	}

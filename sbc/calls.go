@@ -23,6 +23,11 @@ type Calls struct {
 	// both legs; defaults 30 and 60, 0 for the default.
 	MediaStartSeconds int `json:"mediaStartSeconds,omitempty"`
 	MediaStopSeconds  int `json:"mediaStopSeconds,omitempty"`
+	// OpenToUnregistered lets any client on the access realm call the
+	// PBX and send it MESSAGE and SUBSCRIBE. Off (the default), only a
+	// registered subscriber may, from the flow it registered on (403
+	// otherwise): an open access realm is an open door to toll fraud.
+	OpenToUnregistered bool `json:"openToUnregistered,omitempty"`
 }
 
 // DefaultCalls are psigate's allow-lists.

@@ -3,6 +3,7 @@ package sbc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"strconv"
@@ -772,4 +773,89 @@ func responseValues(m *sip.Response, name string) []string {
 		v = append(v, h.Value())
 	}
 	return v
+}
+
+// TestEndedBeforeTheAnswer: the PBX answers and hangs up while psigate
+// still holds the client's 200 (waiting for the PRACK of a reliable 183
+// with SDP that never comes): the client's INVITE gets a final error, no
+// BYE reaches it in its early dialog, and the call is recorded as failed.
+func TestEndedBeforeTheAnswer(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.reliable, pbx.hangup = true, true
+	r := newCallRig(t, pbx)
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "noprack"}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req.AppendHeader(sip.NewHeader("Supported", "100rel")) // and never PRACKs
+	req.AppendHeader(sdpType())
+	req.SetBody(r.offer("sendrecv"))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	dc, err := r.client.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	var dr *sipgo.ErrDialogResponse
+	if !errors.As(err, &dr) || dr.Res.StatusCode != 500 {
+		t.Fatalf("the client's call ended with %v, want 500", err)
+	}
+	if rec := nextRecord(t, r); rec.Result != b2bua.Failed || rec.Code != 500 || rec.Reason != b2bua.ReasonCalleeBye {
+		t.Errorf("record %+v", rec)
+	}
+	waitFor(t, func() bool { return r.svc.calls.Load().Active() == 0 && r.svc.engine.Load().Active() == 0 })
+	select {
+	case <-r.byes:
+		t.Error("a BYE reached the client in its early dialog")
+	default:
+	}
+}
+
+// TestMediaTimeoutAfterEarlyMedia: a call that rang with early media for
+// longer than the media start timeout still gets its own timeout once
+// answered.
+func TestMediaTimeoutAfterEarlyMedia(t *testing.T) {
+	pbx := startPBXPhone(t)
+	pbx.reliable, pbx.ringFor = true, 2500*time.Millisecond // a 183 with SDP, then a long ring
+	r := newCallRig(t, pbx, func(c *Config) { c.Calls.MediaStartSeconds = 1 })
+	if _, code := r.call(); code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	for _, ch := range []chan struct{}{r.byes, pbx.byes} {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the silent call was not ended after its answer")
+		}
+	}
+	if rec := nextRecord(t, r); rec.Reason != b2bua.ReasonMediaTimeout {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+// TestUnregisteredCallerRefused: by default only a registered subscriber
+// calls, from the flow it registered on: anyone else gets 403 and the
+// PBX sees nothing; once registered, the same client calls.
+func TestUnregisteredCallerRefused(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx, func(c *Config) { c.Calls.OpenToUnregistered = false })
+	if _, code := r.call(); code != 403 {
+		t.Fatalf("unregistered caller: %d, want 403", code)
+	}
+	for _, req := range pbx.requests() {
+		if req.IsInvite() {
+			t.Fatalf("the PBX got an INVITE from an unregistered caller:\n%s", req)
+		}
+	}
+	if rec := nextRecord(t, r); rec.Result != b2bua.Failed || rec.Code != 403 {
+		t.Errorf("record %+v", rec)
+	}
+	r.register()
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("registered caller: %d", code)
+	}
+	hangUp(t, r, dc)
 }

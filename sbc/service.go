@@ -535,6 +535,7 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 			n, err := s.nodes.Route("")
 			return b2bua.Target{Addr: n.Addr, Transport: n.Transport}, err
 		},
+		Registered: s.registered(cfg.Calls),
 		Flow: func(aor, contact string) (string, string, bool) {
 			b := s.bindings.Find(aor, contact, "")
 			if b == nil || b.Pending {
@@ -551,6 +552,23 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		},
 	})
 	return nil
+}
+
+// registered is the B2BUA's check that a client's request comes from a
+// subscriber on its flow; nil when calls are open to unregistered
+// clients.
+func (s *Service) registered(c Calls) func(sip.Uri, string) bool {
+	if c.OpenToUnregistered {
+		return nil
+	}
+	return func(from sip.Uri, source string) bool {
+		for _, b := range s.bindings.OfAOR(registrar.AOR(from)) {
+			if b.Flow.Source == source {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // clientProfile is the media profile of a client's User-Agent: the first

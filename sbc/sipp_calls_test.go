@@ -85,6 +85,7 @@ func newFlowRig(t *testing.T) *flowRig {
 		pbx:    netip.AddrPortFrom(lo, uint16(pick())),
 	}
 	cfg := Default()
+	cfg.Calls.OpenToUnregistered = true // SIPp callers do not register
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "PBX", Nodes: []Node{
 		{Name: "sipp", Priority: 1, Address: "127.0.0.1", Transport: TransportTCP, Port: int(r.pbx.Port())},
 	}}}

@@ -359,6 +359,7 @@ func sippFreePort(tb testing.TB) int {
 func sippSBC(tb testing.TB, k *sbctest.Kamailio, accessTCP bool) (s *Service, access netip.AddrPort, corePort int) {
 	tb.Helper()
 	cfg := Default()
+	cfg.Calls.OpenToUnregistered = true // SIPp callers do not register
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "PBX", Nodes: []Node{
 		{Name: "kamailio", Priority: 1, Address: k.Addr.Addr().String(), Transport: TransportTCP, Port: int(k.Addr.Port())},
 	}}}

@@ -492,6 +492,7 @@ var tortureSBCs atomic.Int32
 func startTortureSBC(t *testing.T, pbx netip.AddrPort, cert tls.Certificate, log *slog.Logger) *tortureSBC {
 	t.Helper()
 	cfg := Default()
+	cfg.Calls.OpenToUnregistered = true // the corpus's INVITEs come from no subscriber
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "kamailio", Nodes: []Node{{
 		Name: "node1", Priority: 1, Address: pbx.Addr().String(), Transport: TransportTCP, Port: int(pbx.Port()),
 	}}}}

@@ -48,6 +48,10 @@ type Settings struct {
 	// Seed 9.4.1.1 "INVITE No Reply timeout" and "INVITE No Answer
 	// timeout".
 	NoReply, NoAnswer time.Duration
+	// Registered tells whether a request from a client comes from a
+	// subscriber: a binding of the From's AOR on the flow it came from.
+	// Nil: anyone may call (RequireRegistration off).
+	Registered func(from sip.Uri, source string) bool
 	// Flow finds the flow of a subscriber's binding now, by its AOR and
 	// Contact URI (may be nil).
 	Flow func(aor, contact string) (transport, source string, ok bool)
@@ -235,6 +239,10 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	var code int
 	switch r.Name {
 	case s.AccessRealm:
+		if s.Registered != nil && !s.Registered(req.From().Address, req.Source()) {
+			code = 403
+			break
+		}
 		p, code = b.toPBX(s, req)
 	case s.CoreRealm:
 		p, code = b.toClient(s, req)
@@ -243,6 +251,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	}
 	if code != 0 {
 		signal.Respond(b.log, tx, req, code, statusText(code))
+		b.refused(s, r, req, code)
 		return
 	}
 	p.noReply, p.noAnswer = s.NoReply, s.NoAnswer
@@ -265,8 +274,21 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	}
 }
 
+// refused records a call psigate refused before trying the callee.
+func (b *B2BUA) refused(s Settings, r *signal.Realm, req *sip.Request, code int) {
+	if s.OnEnd == nil {
+		return
+	}
+	now := time.Now()
+	s.OnEnd(Record{From: uriString(partyURI(req.From().Address)), To: uriString(partyURI(req.To().Address)), ToClient: r.Name == s.CoreRealm,
+		CallerAgent: agentOf(req), CallID: req.CallID().Value(), Started: now, Ended: now, Result: Failed, Code: code,
+		Reason: strconv.Itoa(code) + " " + statusText(code)})
+}
+
 func statusText(code int) string {
 	switch code {
+	case 403:
+		return "Not Registered"
 	case 404:
 		return "Not Found"
 	case 480:
@@ -295,6 +317,7 @@ func (s Settings) headers(toAccess bool) []string {
 // alike.
 type message interface {
 	GetHeader(name string) sip.Header
+	GetHeaders(name string) []sip.Header
 	Headers() []sip.Header
 	AppendHeader(h sip.Header)
 }

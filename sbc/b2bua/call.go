@@ -2,10 +2,12 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/psigate/psigate/sbc/media"
 	"github.com/psigate/psigate/sbc/media/relay"
@@ -33,9 +35,29 @@ type call struct {
 	referMu  sync.Mutex
 	referIDs map[referKey]uint32
 
+	// caller is the caller's INVITE; answerCaller sends its 2xx unless
+	// the call ended before.
+	caller *sipgo.DialogServerSession
+	okMu   sync.Mutex
+	okSent bool // the caller has its 2xx
+	ended  bool
+
 	once     sync.Once
 	answered time.Time
 	forget   func()
+}
+
+// answerCaller sends the caller its 2xx, unless the call ended
+// meanwhile (then hangup answered its INVITE with an error).
+func (c *call) answerCaller(ok *sip.Response) error {
+	c.okMu.Lock()
+	if c.ended {
+		c.okMu.Unlock()
+		return errors.New("the call ended before its answer")
+	}
+	c.okSent = true
+	c.okMu.Unlock()
+	return c.caller.WriteResponse(ok) // returns at the ACK
 }
 
 // CallInfo describes a call in progress.
@@ -72,9 +94,21 @@ func (c *call) hangup(log logger, by *leg, reason string) {
 	c.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		c.okMu.Lock()
+		c.ended = true
+		okSent := c.okSent
+		c.okMu.Unlock()
 		var wg sync.WaitGroup
 		for _, l := range c.legs {
 			if l == by {
+				continue
+			}
+			if l.uas != nil && !okSent {
+				// No 2xx yet: no BYE in an early dialog (RFC 3261
+				// section 15); the INVITE gets a final error instead.
+				res := sip.NewResponseFromRequest(c.caller.InviteRequest, 500, "Call Ended Before Answer", nil)
+				res.AppendHeader(sip.NewHeader("Reason", `SIP;cause=500;text="`+reason+`"`))
+				_ = c.caller.WriteResponse(res)
 				continue
 			}
 			wg.Add(1)
@@ -92,7 +126,11 @@ func (c *call) hangup(log logger, by *leg, reason string) {
 		if c.timer != nil {
 			c.timer.stop()
 		}
-		c.record(Answered, 200, reason)
+		if okSent {
+			c.record(Answered, 200, reason)
+		} else {
+			c.record(Failed, 500, reason)
+		}
 		c.media.Close()
 		c.cancel()
 		c.forget()

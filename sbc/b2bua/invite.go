@@ -19,6 +19,7 @@ import (
 // Why a call attempt was cancelled.
 var (
 	errCallerCancelled = errors.New("cancelled by the caller")
+	errCallerGone      = errors.New("the caller's transaction is gone")
 	errNoAnswer        = errors.New("no answer in time")
 )
 
@@ -45,16 +46,23 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	sess, err := media.NewSession(b.engine, p.caller, p.callee, onMedia)
 	if err != nil {
 		_ = in.Respond(503, "Service Unavailable", nil)
+		_ = in.Close()
 		c.record(Failed, 503, "no media ports")
 		return err
 	}
 	c.media = sess
-	fail := func(res Result, code int, reason, why string, err error) error {
+	c.caller = in
+	// failWith ends the attempt with a final response to the caller (the
+	// callee's, with the headers that may cross, when from is set).
+	failWith := func(res Result, code int, reason string, from *sip.Response, why string, err error) error {
 		c.record(res, code, why)
 		sess.Close()
-		_ = in.Respond(code, reason, nil)
+		_ = in.WriteResponse(response(in.InviteRequest, code, reason, nil, "", from, p.back))
 		_ = in.Close()
 		return err
+	}
+	fail := func(res Result, code int, reason, why string, err error) error {
+		return failWith(res, code, reason, nil, why, err)
 	}
 	bd, err := bodyOf(req.Body(), contentType(req))
 	if err != nil {
@@ -94,7 +102,10 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 			noAnswer.Stop()
 		}
 	}()
-	tx.OnCancel(func(*sip.Request) { cancel(errCallerCancelled) })
+	if !tx.OnCancel(func(*sip.Request) { cancel(errCallerCancelled) }) {
+		cancel(nil) // cancelled (or gone) before psigate could listen
+		return fail(Cancelled, 487, "Request Terminated", "caller cancelled", errCallerCancelled)
+	}
 	dc, err := b.clientCache(p.realm, p.transport).WriteInvite(ctx, out)
 	if err != nil {
 		cancel(nil)
@@ -107,7 +118,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	}
 	var rel *reliable
 	if wantsReliable(req) {
-		rel = newReliable(in)
+		rel = newReliable(ctx, in)
 		b.mu.Lock()
 		b.early[in.ID] = rel
 		b.mu.Unlock()
@@ -143,9 +154,13 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		}
 		resp := response(in.InviteRequest, res.StatusCode, res.Reason, body, ct, res, p.back)
 		if rel != nil {
-			return rel.send(ctx, resp)
+			rel.enqueue(resp)
+		} else if err := in.WriteResponse(resp); err != nil {
+			// The caller's transaction is gone: cancel the callee
+			// (an error from here would leave it ringing).
+			cancel(errCallerGone)
 		}
-		return in.WriteResponse(resp)
+		return nil
 	}})
 	var dr *sipgo.ErrDialogResponse
 	switch cause := context.Cause(ctx); {
@@ -154,7 +169,10 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 			b.playBusy(ctx, p, in, sess)
 		}
 		cancel(nil)
-		return fail(Refused, dr.Res.StatusCode, dr.Res.Reason, strconv.Itoa(dr.Res.StatusCode)+" "+dr.Res.Reason, err)
+		return failWith(Refused, dr.Res.StatusCode, dr.Res.Reason, dr.Res, strconv.Itoa(dr.Res.StatusCode)+" "+dr.Res.Reason, err)
+	case errors.Is(cause, errCallerGone):
+		b.dropAnswer(dc, p, prack.cseq)
+		return fail(Failed, 500, "Server Internal Error", "caller's transaction gone", cause)
 	case errors.Is(cause, errCallerCancelled):
 		b.dropAnswer(dc, p, prack.cseq)
 		c.record(Cancelled, 487, "caller cancelled")
@@ -167,6 +185,10 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		b.dropAnswer(dc, p, prack.cseq)
 		return fail(Cancelled, 480, "No Answer", "no answer in time", cause)
 	case err != nil:
+		// Not from the context (sipgo gave up on the transaction, for
+		// example after more than 10 responses): a callee that rang
+		// gets psigate's CANCEL (RFC 3261 section 9.1).
+		cancelCallee(dc, p.realm.Client)
 		cancel(nil)
 		return fail(Failed, 504, "Server Time-out", "callee failed: "+err.Error(), err)
 	}
@@ -207,9 +229,10 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	}
 	c.answered = time.Now()
 	c.info.Answered = c.answered
+	c.timer = b.sessionTimer(c, res)
+	sess.Rearm()  // the media timeouts count from the answer
 	b.remember(c) // before the ACK: the callee may hang up as soon as it has it
 	established.Store(true)
-	c.timer = b.sessionTimer(c, res)
 	if bd != nil {
 		if err := b.ackCallee(ctx, callee, nil); err != nil {
 			c.hangup(b.log, nil, ReasonNoAck)
@@ -221,11 +244,15 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		acks = c.expectAck()
 	}
 	if rel != nil {
-		_ = rel.waitAnswered(ctx)
+		if err := rel.waitAnswered(ctx); err != nil {
+			// RFC 3262 section 3: no PRACK in 64*T1, a 5xx.
+			c.hangup(b.log, nil, "no PRACK")
+			return err
+		}
 	}
 	ok := response(in.InviteRequest, 200, "OK", toCaller, toCallerType, res, p.back)
 	ok.AppendHeader(&caller.contact)
-	if err := in.WriteResponse(ok); err != nil {
+	if err := c.answerCaller(ok); err != nil {
 		c.hangup(b.log, nil, "answer not sent")
 		return err
 	}
@@ -302,6 +329,9 @@ func (pr *pracker) acknowledge(ctx context.Context, res *sip.Response) (dup bool
 	if err != nil {
 		return false
 	}
+	if res.To() == nil {
+		return true // unusable: ignore it
+	}
 	tag, _ := res.To().Params.Get("tag")
 	if pr.rseqs == nil {
 		pr.rseqs = map[string]uint32{}
@@ -342,12 +372,10 @@ func (pr *pracker) acknowledge(ctx context.Context, res *sip.Response) (dup bool
 	return false
 }
 
-// hasTag reports whether a header lists an option tag.
+// hasTag reports whether any of a message's headers of a name lists an
+// option tag.
 func hasTag(m message, header, tag string) bool {
-	for _, h := range []sip.Header{m.GetHeader(header)} {
-		if h == nil {
-			continue
-		}
+	for _, h := range m.GetHeaders(header) {
 		for _, t := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(t), tag) {
 				return true
@@ -355,6 +383,34 @@ func hasTag(m message, header, tag string) bool {
 		}
 	}
 	return false
+}
+
+// cancelCallee sends a CANCEL for psigate's INVITE when the callee sent a
+// provisional response and no final one (RFC 3261 section 9.1): the
+// INVITE's Request-URI, Call-ID, From, To, CSeq number and top Via.
+func cancelCallee(dc *sipgo.DialogClientSession, cl *sipgo.Client) {
+	res := dc.InviteResponse
+	if res == nil || !res.IsProvisional() {
+		return
+	}
+	inv := dc.InviteRequest
+	req := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	for _, name := range []string{"Via", "From", "To", "Call-ID", "Route"} {
+		for _, h := range inv.GetHeaders(name) {
+			req.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.SetBody(nil)
+	req.SetTransport(inv.Transport())
+	req.SetDestination(inv.Destination())
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
+		defer cancel()
+		_, _ = cl.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+	}()
 }
 
 // dropAnswer ends a callee's dialog whose 2xx crossed psigate's CANCEL

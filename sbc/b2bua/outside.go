@@ -31,6 +31,10 @@ func (b *B2BUA) HandleOutside(r *signal.Realm, req *sip.Request, tx sip.ServerTr
 	var code int
 	switch r.Name {
 	case s.AccessRealm:
+		if s.Registered != nil && !s.Registered(req.From().Address, req.Source()) {
+			code = 403
+			break
+		}
 		d, code = b.towardsPBX(s, req)
 	case s.CoreRealm:
 		d, code = b.towardsClient(s, req)
@@ -174,6 +178,9 @@ func (d *sdialog) do(req *sip.Request) (*sip.Response, error) {
 func (d *sdialog) established(res *sip.Response) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if res.To() == nil {
+		return
+	}
 	if tag, ok := res.To().Params.Get("tag"); ok && d.remoteTag == "" {
 		d.remoteTag = tag
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,12 +20,20 @@ import (
 // reliably (Require: 100rel, RSeq), retransmits each until its PRACK (T1
 // doubling up to T2), sends the next only once the previous is
 // acknowledged, and holds the 2xx until a provisional that carried SDP
-// is. The PRACKs end at psigate: the PBX's leg has its own (pracker).
+// is (a 5xx when it never is). The PRACKs end at psigate: the PBX's leg
+// has its own (pracker).
 
 // reliable is a caller's early dialog while it takes reliable
-// provisionals.
+// provisionals. A worker sends them one at a time, off the goroutine
+// reading the callee's responses, so that a caller slow to PRACK never
+// holds up the callee's answer.
 type reliable struct {
-	in *sipgo.DialogServerSession
+	in    *sipgo.DialogServerSession
+	ctx   context.Context
+	queue chan *sip.Response
+	stop  chan struct{} // closed by waitAnswered: the rest of the queue is moot
+	done  chan struct{} // closed when the worker has returned
+	final chan struct{} // closed when the 2xx may go: retransmissions end
 
 	mu         sync.Mutex
 	rseq       uint32        // the last RSeq sent
@@ -33,11 +42,15 @@ type reliable struct {
 	acked      uint32        // the last RSeq acknowledged
 }
 
-// newReliable starts the RSeq space at random (RFC 3262 section 3).
-func newReliable(in *sipgo.DialogServerSession) *reliable {
+// newReliable starts the RSeq space at random (RFC 3262 section 3) and
+// the worker, which ends with ctx or waitAnswered.
+func newReliable(ctx context.Context, in *sipgo.DialogServerSession) *reliable {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return &reliable{in: in, rseq: binary.BigEndian.Uint32(b[:]) % (1 << 30)}
+	r := &reliable{in: in, ctx: ctx, queue: make(chan *sip.Response, 16), stop: make(chan struct{}), done: make(chan struct{}), final: make(chan struct{}),
+		rseq: binary.BigEndian.Uint32(b[:]) % (1 << 30)}
+	go r.work()
+	return r
 }
 
 // wantsReliable: the caller supports (or requires) 100rel.
@@ -45,23 +58,51 @@ func wantsReliable(req *sip.Request) bool {
 	return hasTag(req, "Supported", "100rel") || hasTag(req, "Require", "100rel")
 }
 
-// send sends res (a provisional for the caller's INVITE) reliably: it
-// waits for the previous one's PRACK first (RFC 3262 section 3), and
-// retransmits this one until its PRACK or ctx ends.
-func (r *reliable) send(ctx context.Context, res *sip.Response) error {
-	if err := r.wait(ctx); err != nil {
-		return err
+// enqueue queues a provisional for the caller; when too many wait, the
+// oldest waiting ones are the ones that lose (the caller gets the news
+// late, never wrong).
+func (r *reliable) enqueue(res *sip.Response) {
+	select {
+	case r.queue <- res:
+	default:
 	}
+}
+
+func (r *reliable) work() {
+	defer close(r.done)
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.ctx.Done():
+			return
+		case res := <-r.queue:
+			if r.wait(r.ctx) != nil {
+				return
+			}
+			select {
+			case <-r.stop:
+				return
+			default:
+			}
+			r.send(res)
+		}
+	}
+}
+
+// send sends res reliably and retransmits it until its PRACK, the
+// caller's end, the 2xx, or 64*T1.
+func (r *reliable) send(res *sip.Response) {
 	r.mu.Lock()
 	r.rseq++
 	rseq := r.rseq
-	done := make(chan struct{})
-	r.pending, r.pendingSDP = done, len(res.Body()) > 0
+	acked := make(chan struct{})
+	r.pending, r.pendingSDP = acked, len(res.Body()) > 0
 	r.mu.Unlock()
 	res.AppendHeader(sip.NewHeader("Require", "100rel"))
 	res.AppendHeader(sip.NewHeader("RSeq", strconv.FormatUint(uint64(rseq), 10)))
 	if err := r.in.WriteResponse(res); err != nil {
-		return err
+		return
 	}
 	go func() {
 		interval := sip.T1
@@ -69,19 +110,20 @@ func (r *reliable) send(ctx context.Context, res *sip.Response) error {
 		defer limit.Stop()
 		for {
 			select {
-			case <-done:
+			case <-acked:
 				return
-			case <-ctx.Done():
+			case <-r.final:
+				return
+			case <-r.ctx.Done():
 				return
 			case <-limit.C:
-				return // never acknowledged: the 2xx waits no longer (wait)
+				return
 			case <-time.After(interval):
 				_ = r.in.WriteResponse(res)
 				interval = min(2*interval, sip.T2)
 			}
 		}
 	}()
-	return nil
 }
 
 // wait waits until the last reliable provisional is acknowledged, for at
@@ -93,15 +135,22 @@ func (r *reliable) wait(ctx context.Context) error {
 	return waitDone(ctx, done)
 }
 
-// waitAnswered waits before a 2xx: for the PRACK of a reliable
+// errNoPrack: a reliable provisional with SDP was never acknowledged.
+var errNoPrack = errors.New("no PRACK for a reliable provisional with SDP")
+
+// waitAnswered comes before the 2xx: it stops the worker (provisionals
+// still queued are moot now) and waits for the PRACK of a reliable
 // provisional that carried SDP (RFC 3262 section 3).
 func (r *reliable) waitAnswered(ctx context.Context) error {
+	close(r.stop)
+	<-r.done
 	r.mu.Lock()
 	done := r.pending
 	if !r.pendingSDP {
 		done = nil
 	}
 	r.mu.Unlock()
+	defer close(r.final)
 	return waitDone(ctx, done)
 }
 
@@ -113,11 +162,12 @@ func waitDone(ctx context.Context, done chan struct{}) error {
 	defer t.Stop()
 	select {
 	case <-done:
+		return nil
 	case <-t.C:
+		return errNoPrack
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return nil
 }
 
 // prack takes a PRACK's RAck ("rseq cseq method"): true when it

@@ -82,6 +82,10 @@ func NewSession(e *relay.Engine, a, b Leg, onEvent func(relay.Event)) (*Session,
 	return s, nil
 }
 
+// Rearm restarts the media inactivity timeouts from now (at the answer
+// of a call that had early media).
+func (s *Session) Rearm() { s.bridge.Rearm() }
+
 // Close stops the relay and returns its ports.
 func (s *Session) Close() { s.bridge.Close() }
 

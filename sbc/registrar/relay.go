@@ -144,7 +144,11 @@ func (r *Relay) parse(req *sip.Request) (*request, error) {
 }
 
 // aor is the address of record of a To URI: scheme, user and host.
-func aor(u sip.Uri) string {
+func aor(u sip.Uri) string { return AOR(u) }
+
+// AOR is the address of record a URI names, as bindings are filed:
+// scheme, user and host (lower case), nothing else.
+func AOR(u sip.Uri) string {
 	s := u.Scheme + ":"
 	if u.User != "" {
 		s += u.User + "@"

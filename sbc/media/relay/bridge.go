@@ -80,6 +80,21 @@ func (br *Bridge) Update(side Side, p Params) error {
 	return nil
 }
 
+// Rearm restarts the inactivity timeouts from now, as if media had just
+// been negotiated: a call answered after early media gets its own
+// timeouts (each bridge reports one timeout only).
+func (br *Bridge) Rearm() {
+	now := br.engine.now()
+	for _, l := range br.legs {
+		if st := l.state.Load(); st != nil {
+			ns := *st
+			ns.since = now
+			l.state.Store(&ns)
+		}
+	}
+	br.fired.Store(false)
+}
+
 // Inject sends a plain RTP packet on leg side as if the other leg had
 // relayed it: its payload type mapped, transcoded and protected as the
 // leg needs. It is for media psigate makes itself (a busy tone) while the
