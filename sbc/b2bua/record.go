@@ -14,7 +14,8 @@ const (
 	Answered Result = "answered"
 	// Refused: the callee (or the PBX) answered with a final error.
 	Refused Result = "refused"
-	// Cancelled: the caller gave up before the answer.
+	// Cancelled: the call was given up before the answer, by the caller
+	// or by the no-answer timeout.
 	Cancelled Result = "cancelled"
 	// Failed: psigate could not connect the call (no route, no reply,
 	// no ports, an offer it cannot take).
