@@ -515,7 +515,11 @@ func (s *Service) configureCalls(d Desired, access, core string) error {
 		}
 		s.engine.Store(e)
 		s.ranges = key
-		s.calls.Store(b2bua.New(s.stack, e, s.log))
+		if calls := s.calls.Load(); calls != nil {
+			calls.SetEngine(e) // calls in progress keep their media and dialogs
+		} else {
+			s.calls.Store(b2bua.New(s.stack, e, s.log))
+		}
 	}
 	coreLeg := legs[core]
 	if p := d.Config.MediaProfile(d.Config.CoreMediaProfile); p != nil {

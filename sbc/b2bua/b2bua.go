@@ -13,6 +13,7 @@ package b2bua
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,20 @@ func New(realms Realms, engine *relay.Engine, log *slog.Logger) *B2BUA {
 		servers: map[cacheKey]*sipgo.DialogServerCache{},
 		clients: map[cacheKey]*sipgo.DialogClientCache{},
 		calls:   map[string]*call{}, subs: map[string]*subscription{}, early: map[string]*reliable{}}
+}
+
+// SetEngine replaces the media engine new calls take their ports from
+// (the port ranges changed); calls in progress keep theirs.
+func (b *B2BUA) SetEngine(e *relay.Engine) {
+	b.mu.Lock()
+	b.engine = e
+	b.mu.Unlock()
+}
+
+func (b *B2BUA) mediaEngine() *relay.Engine {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.engine
 }
 
 // Configure replaces the settings; calls in progress keep theirs.
@@ -376,7 +391,7 @@ func (b *B2BUA) toPBX(s Settings, req *sip.Request) (plan, int) {
 	}
 	p := plan{caller: access, callee: s.CoreMedia, realm: core, transport: signal.TransportOf(target.Transport),
 		invite: func(body []byte, ct string) *sip.Request {
-			return outboundInvite(req, target, body, ct)
+			return outboundInvite(req, target, core.Advertise(), body, ct)
 		}}
 	if tone, ok := media.BusyTone(access.Profile.BusyTone); ok {
 		p.busyTone, p.busyFor = tone, 4*time.Second
@@ -411,7 +426,7 @@ func (b *B2BUA) toClient(s Settings, req *sip.Request) (plan, int) {
 	client.Profile = s.ProfileFor(sub.UserAgent)
 	p := plan{caller: s.CoreMedia, callee: client, realm: access, transport: signal.TransportOf(sub.Transport),
 		invite: func(body []byte, ct string) *sip.Request {
-			return clientInvite(req, sub, contactURI, body, ct)
+			return clientInvite(req, sub, contactURI, access.Advertise(), body, ct)
 		}, toClient: true, flow: sub.Source}
 	if s.Flow != nil {
 		p.reflow = func() (string, string, bool) { return s.Flow(sub.AOR, sub.Contact) }
@@ -430,12 +445,12 @@ type Subscriber struct {
 // the subscriber's AOR as To. The Request-URI keeps the Contact's user
 // and parameters but names the flow's address: a CANCEL follows the
 // Request-URI, and the Contact is unreachable behind NAT.
-func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, body []byte, ct string) *sip.Request {
+func clientInvite(in *sip.Request, sub Subscriber, contact sip.Uri, home string, body []byte, ct string) *sip.Request {
 	ruri := *contact.Clone()
 	if host, port, err := net.SplitHostPort(sub.Source); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
 	}
-	return newInvite(ruri, sub.Transport, sub.Source, in, subscriberTo(sub, contact), body, ct)
+	return newInvite(ruri, sub.Transport, sub.Source, home, in, subscriberTo(sub, contact), body, ct)
 }
 
 // subscriberTo is the To of a call to a subscriber: its AOR.
@@ -451,12 +466,12 @@ func subscriberTo(sub Subscriber, contact sip.Uri) sip.ToHeader {
 // dest: the caller's From with a new tag, to as To, the body (an SDP
 // offer, or none for a late offer). The dialog layer adds Via, Call-ID,
 // CSeq and Contact.
-func newInvite(ruri sip.Uri, transport, dest string, caller *sip.Request, to sip.ToHeader, body []byte, contentType string) *sip.Request {
+func newInvite(ruri sip.Uri, transport, dest, home string, caller *sip.Request, to sip.ToHeader, body []byte, contentType string) *sip.Request {
 	out := sip.NewRequest(sip.INVITE, ruri)
 	out.SetTransport(transport)
 	out.SetDestination(dest)
-	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: partyURI(caller.From().Address), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
-	to.Address = partyURI(to.Address)
+	from := sip.FromHeader{DisplayName: caller.From().DisplayName, Address: homeURI(partyURI(caller.From().Address), home), Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(16)}}}
+	to.Address = homeURI(partyURI(to.Address), home)
 	out.AppendHeader(&from)
 	out.AppendHeader(&to)
 	if len(body) > 0 {
@@ -485,6 +500,20 @@ func partyURI(u sip.Uri) sip.Uri {
 	}
 	c.Headers = nil
 	return c
+}
+
+// homeURI is a From or To URI whose host is an address (one side's: a
+// PBX node's, psigate's own there) as it crosses to the other side: the
+// host becomes home, psigate's address on that side, without a port.
+// Host names (domains) cross as they are.
+func homeURI(u sip.Uri, home string) sip.Uri {
+	if home == "" {
+		return u
+	}
+	if _, err := netip.ParseAddr(strings.Trim(u.Host, "[]")); err == nil {
+		u.Host, u.Port = home, 0
+	}
+	return u
 }
 
 // checkInvite refuses what no PBX should see: headers in the Request-URI
@@ -561,7 +590,7 @@ func response(req *sip.Request, code int, reason string, body []byte, ct string,
 // at the PBX node (so a CANCEL, which follows the Request-URI, reaches the
 // node too), its From (new tag) and To, the translated offer; nothing else
 // of the client.
-func outboundInvite(in *sip.Request, target Target, body []byte, ct string) *sip.Request {
+func outboundInvite(in *sip.Request, target Target, home string, body []byte, ct string) *sip.Request {
 	ruri := sip.Uri{Scheme: "sip", User: in.Recipient.User, Host: target.Addr}
 	if host, port, err := net.SplitHostPort(target.Addr); err == nil {
 		ruri.Host, ruri.Port = host, atoi(port)
@@ -570,7 +599,7 @@ func outboundInvite(in *sip.Request, target Target, body []byte, ct string) *sip
 		ruri.UriParams = sip.HeaderParams{{K: "transport", V: string(t)}}
 	}
 	to := sip.ToHeader{DisplayName: in.To().DisplayName, Address: *in.To().Address.Clone()}
-	return newInvite(ruri, target.Transport, target.Addr, in, to, body, ct)
+	return newInvite(ruri, target.Transport, target.Addr, home, in, to, body, ct)
 }
 
 func atoi(s string) int {

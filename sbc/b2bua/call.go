@@ -29,7 +29,7 @@ type call struct {
 	// carried an offer (late offer), whose answer goes on.
 	acks atomic.Pointer[chan *sip.Request]
 	// timer is the session timer (RFC 4028), nil without one.
-	timer *sessionTimer
+	timer atomic.Pointer[sessionTimer]
 
 	// referIDs maps a relayed REFER's CSeq on one side to the other's.
 	referMu  sync.Mutex
@@ -123,8 +123,8 @@ func (c *call) hangup(log logger, by *leg, reason string) {
 		for _, l := range c.legs {
 			l.close()
 		}
-		if c.timer != nil {
-			c.timer.stop()
+		if t := c.timer.Load(); t != nil {
+			t.stop()
 		}
 		if okSent {
 			c.record(Answered, 200, reason)

@@ -85,3 +85,26 @@ func TestPartyURI(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactHeaders: compact forms cross under their full names and are
+// found by their full names.
+func TestCompactHeaders(t *testing.T) {
+	in := sip.NewRequest(sip.REFER, sip.Uri{Scheme: "sip", Host: "h"})
+	in.AppendHeader(sip.NewHeader("r", "<sip:2003@pbx.example.com>"))
+	in.AppendHeader(sip.NewHeader("x", "1800;refresher=uac"))
+	in.AppendHeader(sip.NewHeader("o", "refer"))
+	in.AppendHeader(sip.NewHeader("s", "hi"))
+	if h := header(in, "Refer-To"); h == nil || h.Value() != "<sip:2003@pbx.example.com>" {
+		t.Errorf("Refer-To by its compact form: %v", h)
+	}
+	if d := sessionExpires(in); d.Seconds() != 1800 {
+		t.Errorf("Session-Expires by its compact form: %v", d)
+	}
+	out := sip.NewRequest(sip.REFER, sip.Uri{Scheme: "sip", Host: "h"})
+	copyHeaders(out, in, newHeaderSet([]string{"Session-Expires", "Event", "Subject"}))
+	for _, name := range []string{"Session-Expires", "Event", "Subject"} {
+		if out.GetHeader(name) == nil {
+			t.Errorf("%s did not cross under its full name:\n%s", name, out)
+		}
+	}
+}

@@ -18,7 +18,7 @@ var (
 		"Allow", "Supported", "Require", "Accept", "Allow-Events", "Event", "Subscription-State",
 		"Refer-To", "Referred-By", "Replaces", "Session-Expires", "Min-SE", "Reason", "Priority", "Subject",
 		"Geolocation", "Geolocation-Routing", "Geolocation-Error", "Privacy", "P-Preferred-Identity",
-		"P-Asserted-Identity", "Content-Disposition", "Retry-After", "Warning", "Unsupported",
+		"P-Asserted-Identity", "Content-Disposition", "Retry-After", "Unsupported",
 		"Min-Expires", "Expires", "Recv-Info", "Info-Package", "Alert-Info", "Call-Info",
 	}
 	// DefaultToAccess: what a client needs from the PBX's messages. The
@@ -29,7 +29,7 @@ var (
 		"Allow", "Supported", "Require", "Accept", "Allow-Events", "Event", "Subscription-State",
 		"Refer-To", "Referred-By", "Replaces", "Session-Expires", "Min-SE", "Reason", "Priority", "Subject",
 		"Geolocation", "Geolocation-Routing", "Geolocation-Error", "Privacy", "P-Asserted-Identity",
-		"Content-Disposition", "Retry-After", "Warning", "Unsupported", "Min-Expires",
+		"Content-Disposition", "Retry-After", "Unsupported", "Min-Expires",
 		"Expires", "Recv-Info", "Info-Package", "Alert-Info", "Call-Info",
 	}
 )
@@ -54,20 +54,51 @@ var rewritten = map[string]bool{"refer-to": true, "replaces": true}
 // to take part in it (100rel is answered hop by hop).
 var supported = map[string]bool{"timer": true, "replaces": true, "norefersub": true}
 
-// copyHeaders copies the headers of from that allow permits onto to.
+// compactNames are the compact forms (RFC 3261 section 7.3.3 and the
+// extensions') that sipgo keeps as written, with their full names.
+var compactNames = map[string]string{
+	"x": "Session-Expires", "r": "Refer-To", "b": "Referred-By", "o": "Event", "u": "Allow-Events",
+	"k": "Supported", "s": "Subject", "a": "Accept-Contact", "j": "Reject-Contact", "d": "Request-Disposition",
+	"e": "Content-Encoding", "y": "Identity",
+}
+
+// fullName is a header's full name.
+func fullName(name string) string {
+	if full, ok := compactNames[strings.ToLower(name)]; ok {
+		return full
+	}
+	return name
+}
+
+// header finds a header by its full name or its compact form.
+func header(m message, name string) sip.Header {
+	if h := m.GetHeader(name); h != nil {
+		return h
+	}
+	for short, full := range compactNames {
+		if strings.EqualFold(full, name) {
+			return m.GetHeader(short)
+		}
+	}
+	return nil
+}
+
+// copyHeaders copies the headers of from that allow permits onto to,
+// under their full names.
 func copyHeaders(to, from message, allow headerSet) {
 	for _, h := range from.Headers() {
-		name := strings.ToLower(h.Name())
+		full := fullName(h.Name())
+		name := strings.ToLower(full)
 		if !allow[name] || rewritten[name] {
 			continue
 		}
 		if name == "supported" || name == "require" {
 			if v := filterTags(h.Value()); v != "" {
-				to.AppendHeader(sip.NewHeader(h.Name(), v))
+				to.AppendHeader(sip.NewHeader(full, v))
 			}
 			continue
 		}
-		to.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		to.AppendHeader(sip.NewHeader(full, h.Value()))
 	}
 }
 

@@ -177,8 +177,10 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 	}
 	to.refresh(res)
 	from.refresh(req)
-	if c.timer != nil {
-		c.timer.refreshed(res)
+	if t := c.timer.Load(); t != nil {
+		t.refreshed(res)
+	} else if t := b.sessionTimer(c, res); t != nil {
+		c.timer.Store(t) // negotiated by a re-INVITE or UPDATE
 	}
 	rb, err := bodyOf(res.Body(), contentType(res))
 	var body []byte

@@ -43,7 +43,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 			go c.hangup(b.log, nil, ReasonMediaTimeout)
 		}
 	}
-	sess, err := media.NewSession(b.engine, p.caller, p.callee, onMedia)
+	sess, err := media.NewSession(b.mediaEngine(), p.caller, p.callee, onMedia)
 	if err != nil {
 		_ = in.Respond(503, "Service Unavailable", nil)
 		_ = in.Close()
@@ -139,7 +139,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 				return nil // a retransmission of a reliable provisional
 			}
 		}
-		if noAnswer == nil && res.IsProvisional() {
+		if noAnswer == nil && res.IsProvisional() && res.StatusCode > 100 {
 			noAnswer = afterFunc(p.noAnswer, func() { cancel(errNoAnswer) })
 		}
 		if !res.IsProvisional() || res.StatusCode == 100 {
@@ -224,12 +224,15 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	if err != nil {
 		_ = b.ackCallee(ctx, callee, nil)
 		_ = callee.bye(ctx, "")
+		callee.close()
 		cancel(nil)
 		return fail(Failed, 488, "Not Acceptable Here", "answer not acceptable", err)
 	}
 	c.answered = time.Now()
 	c.info.Answered = c.answered
-	c.timer = b.sessionTimer(c, res)
+	if t := b.sessionTimer(c, res); t != nil {
+		c.timer.Store(t)
+	}
 	sess.Rearm()  // the media timeouts count from the answer
 	b.remember(c) // before the ACK: the callee may hang up as soon as it has it
 	established.Store(true)

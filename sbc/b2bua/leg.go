@@ -85,6 +85,11 @@ func calleeLeg(dc *sipgo.DialogClientSession, res *sip.Response, cl *sipgo.Clien
 	for i := len(rr) - 1; i >= 0; i-- {
 		l.route = append(l.route, rr[i].Value())
 	}
+	if !client && len(l.route) == 0 {
+		// The PBX's requests go to the node the call went to, whatever
+		// its Contact names: the core realm connects to nodes only.
+		l.flow = inv.Destination()
+	}
 	return l
 }
 

@@ -73,7 +73,7 @@ func (b *B2BUA) towardsPBX(s Settings, req *sip.Request) (*sdialog, int) {
 	if core == nil {
 		return nil, 503
 	}
-	inv := outboundInvite(req, target, nil, "")
+	inv := outboundInvite(req, target, core.Advertise(), nil, "")
 	return newSDialog(core, inv.Recipient, target.Transport, target.Addr, req.From(), req.To().Address, false), 0
 }
 
@@ -95,7 +95,7 @@ func (b *B2BUA) towardsClient(s Settings, req *sip.Request) (*sdialog, int) {
 	if err := sip.ParseUri(sub.Contact, &contactURI); err != nil {
 		return nil, 480
 	}
-	inv := clientInvite(req, sub, contactURI, nil, "")
+	inv := clientInvite(req, sub, contactURI, access.Advertise(), nil, "")
 	return newSDialog(access, inv.Recipient, sub.Transport, sub.Source, req.From(), inv.To().Address, true), 0
 }
 
@@ -328,13 +328,15 @@ func (b *B2BUA) inSubscription(req *sip.Request, tx sip.ServerTransaction) bool 
 		return true
 	}
 	ok := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, newHeaderSet(s.headers(from.client)))
-	_ = tx.Respond(ok)
+	// Settled before the response goes: the peer may send the next
+	// request as soon as it has it.
 	switch {
 	case res.StatusCode == 481 || terminated(req):
 		sub.end()
 	case req.Method == sip.SUBSCRIBE && res.IsSuccess():
 		sub.timer.Reset(subscriptionLimit(res, time.Hour))
 	}
+	_ = tx.Respond(ok)
 	return true
 }
 

@@ -23,7 +23,7 @@ var errBadReferTo = errors.New("Refer-To is not a SIP URI")
 // referTo writes the Refer-To of a REFER from leg from onto out, the
 // REFER for leg to.
 func (b *B2BUA) referTo(from, to *leg, req, out *sip.Request) error {
-	h := req.GetHeader("Refer-To")
+	h := header(req, "Refer-To")
 	if h == nil {
 		return errors.New("missing Refer-To")
 	}
@@ -44,7 +44,7 @@ func (b *B2BUA) referTo(from, to *leg, req, out *sip.Request) error {
 	if uri.Headers != nil {
 		kept := sip.NewParams()
 		if v, ok := uri.Headers.Get("Replaces"); ok {
-			raw, err := url.QueryUnescape(v)
+			raw, err := url.PathUnescape(v) // a + in a Call-ID stays a +
 			if err != nil {
 				return errBadReferTo
 			}

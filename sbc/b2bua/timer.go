@@ -27,10 +27,7 @@ type sessionTimer struct {
 // sessionExpires reads a Session-Expires value ("1800;refresher=uac"),
 // zero when there is none or it is malformed.
 func sessionExpires(m message) time.Duration {
-	h := m.GetHeader("Session-Expires")
-	if h == nil {
-		h = m.GetHeader("x") // compact form
-	}
+	h := header(m, "Session-Expires")
 	if h == nil {
 		return 0
 	}
