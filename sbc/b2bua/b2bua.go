@@ -3,11 +3,13 @@
 // every call is two SIP dialogs with their own Call-IDs, tags, CSeqs,
 // Vias and Contacts, and its media is anchored by sbc/media.
 //
-// Built so far: calls from a client to the PBX and from the PBX to a
-// registered client (on the flow it registered on; 480 without one), with
-// INVITE (SDP offer), provisional responses (183 with early media), the
-// final answer, ACK, CANCEL and BYE from either side. Late offer,
-// re-INVITE, UPDATE, PRACK, REFER and the rest are not built yet.
+// Calls go from a registered client to the PBX and from the PBX to a
+// registered client (on the flow it registered on; 480 without one). Each
+// leg builds its own in-dialog requests (leg.go); the initial INVITE is in
+// invite.go, the requests inside a call in indialog.go, reliable
+// provisionals in reliable.go, transfers in refer.go, requests outside
+// calls and subscriptions in outside.go, and what crosses in headers.go
+// and body.go. docs/calls.md describes the behaviour.
 package b2bua
 
 import (
@@ -251,19 +253,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	var p plan
-	var code int
-	switch r.Name {
-	case s.AccessRealm:
-		if s.Registered != nil && !s.Registered(req.From().Address, req.Source()) {
-			code = 403
-			break
-		}
-		p, code = b.toPBX(s, req)
-	case s.CoreRealm:
-		p, code = b.toClient(s, req)
-	default:
-		code = 404
-	}
+	code := b.route(s, r, req, func() (c int) { p, c = b.toPBX(s, req); return }, func() (c int) { p, c = b.toClient(s, req); return })
 	if code != 0 {
 		signal.Respond(b.log, tx, req, code, statusText(code))
 		b.refused(s, r, req, code)
@@ -287,6 +277,23 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 	if err := b.bridge(s, p, caller, req, tx); err != nil {
 		b.log.Info("call not connected", "call-id", req.CallID().Value(), "err", err)
 	}
+}
+
+// route sends a request that starts something (a call, a subscription,
+// a MESSAGE) its way: from the access realm towards the PBX, for a
+// registered subscriber only (403 otherwise); from the core realm towards
+// a client. It returns the status to refuse with, or 0.
+func (b *B2BUA) route(s Settings, r *signal.Realm, req *sip.Request, toPBX, toClient func() int) int {
+	switch r.Name {
+	case s.AccessRealm:
+		if s.Registered != nil && !s.Registered(req.From().Address, req.Source()) {
+			return 403
+		}
+		return toPBX()
+	case s.CoreRealm:
+		return toClient()
+	}
+	return 404
 }
 
 // refused records a call psigate refused before trying the callee.

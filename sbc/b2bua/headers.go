@@ -50,8 +50,8 @@ func newHeaderSet(names []string) headerSet {
 var rewritten = map[string]bool{"refer-to": true, "replaces": true}
 
 // supported are the extensions psigate passes on in Supported and
-// Require: session timers and Replaces; anything else would need psigate
-// to take part in it (100rel is answered hop by hop).
+// Require: session timers, Replaces and norefersub; anything else would
+// need psigate to take part in it (100rel it speaks on each leg itself).
 var supported = map[string]bool{"timer": true, "replaces": true, "norefersub": true}
 
 // compactNames are the compact forms (RFC 3261 section 7.3.3 and the

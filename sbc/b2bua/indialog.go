@@ -109,8 +109,9 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 		signal.Respond(b.log, tx, req, 491, "Request Pending")
 		return
 	}
-	// Released before the final response goes out, so the peer may
-	// start the next exchange as soon as it has it.
+	// Released before the final response goes out (for a 2xx with an
+	// offer: once the ACK brought the answer), so the peer may start the
+	// next exchange as soon as it may.
 	defer c.offering.Store(false)
 	to := c.other(from)
 	bd, err := bodyOf(req.Body(), contentType(req))
@@ -229,14 +230,7 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 	_ = tx.Respond(ok)
 	select {
 	case ack := <-acks:
-		ab, err := bodyOf(ack.Body(), contentType(ack))
-		if err == nil && ab == nil {
-			err = errors.New("ACK without the answer")
-		}
-		var ans []byte
-		if err == nil {
-			ans, err = c.media.Answer(from.side, ab.sdp)
-		}
+		ab, ans, err := answerInAck(c.media, from.side, ack)
 		if err == nil {
 			_ = to.ack(out.CSeq().SeqNo, ab.with(ans), ab.contentType)
 		} else {

@@ -84,7 +84,8 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	copyHeaders(out, req, p.headers)
 	if bd != nil {
 		// psigate acknowledges the callee's reliable provisionals itself
-		// (RFC 3262, hop by hop); towards the caller they are ordinary.
+		// (RFC 3262, hop by hop); the caller's are psigate's own
+		// (reliable.go).
 		out.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	}
 	if rep := req.GetHeader("Replaces"); rep != nil {
@@ -263,14 +264,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		// The answer to the callee's offer is in the caller's ACK.
 		select {
 		case ack := <-acks:
-			ab, err := bodyOf(ack.Body(), contentType(ack))
-			if err == nil && ab == nil {
-				err = errors.New("ACK without the answer")
-			}
-			var ans []byte
-			if err == nil {
-				ans, err = sess.Answer(relay.A, ab.sdp)
-			}
+			ab, ans, err := answerInAck(sess, relay.A, ack)
 			if err != nil {
 				_ = b.ackCallee(ctx, callee, nil)
 				c.hangup(b.log, nil, "answer in ACK not acceptable")
@@ -467,3 +461,18 @@ func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransa
 }
 
 func uriString(u sip.Uri) string { return u.String() }
+
+// answerInAck takes the answer an ACK carries (to an offer psigate sent
+// in a 2xx) from side from through the media session: the ACK's body
+// and the answer for the other side.
+func answerInAck(sess *media.Session, from relay.Side, ack *sip.Request) (*body, []byte, error) {
+	ab, err := bodyOf(ack.Body(), contentType(ack))
+	if err == nil && ab == nil {
+		err = errors.New("ACK without the answer")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	ans, err := sess.Answer(from, ab.sdp)
+	return ab, ans, err
+}

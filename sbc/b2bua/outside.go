@@ -28,19 +28,7 @@ func (b *B2BUA) HandleOutside(r *signal.Realm, req *sip.Request, tx sip.ServerTr
 		return
 	}
 	var d *sdialog
-	var code int
-	switch r.Name {
-	case s.AccessRealm:
-		if s.Registered != nil && !s.Registered(req.From().Address, req.Source()) {
-			code = 403
-			break
-		}
-		d, code = b.towardsPBX(s, req)
-	case s.CoreRealm:
-		d, code = b.towardsClient(s, req)
-	default:
-		code = 404
-	}
+	code := b.route(s, r, req, func() (c int) { d, c = b.towardsPBX(s, req); return }, func() (c int) { d, c = b.towardsClient(s, req); return })
 	if code != 0 {
 		signal.Respond(b.log, tx, req, code, statusText(code))
 		return
