@@ -670,6 +670,9 @@ func TestCallFromPBXToClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := <-r.invites
+	if inv.Source() != r.access {
+		t.Errorf("the client's INVITE came from %s, not from the access realm's UDP listener %s", inv.Source(), r.access)
+	}
 	if !strings.Contains(string(inv.Body()), "RTP/SAVP") || inv.Recipient.User != "1001" || inv.Recipient.Host+":"+strconv.Itoa(inv.Recipient.Port) != bs[0].Flow.Source || inv.To().Address.User != "1001" {
 		t.Errorf("the client's INVITE:\n%s", inv)
 	}

@@ -2,8 +2,11 @@ package sbc
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,5 +180,41 @@ func TestCallToGoneFlow(t *testing.T) {
 	}
 	if rec := nextRecord(t, r); rec.Code != 480 || !rec.ToClient {
 		t.Errorf("record %+v", rec)
+	}
+}
+
+// TestUDPSentFromListener: requests over UDP leave from the realm's UDP
+// listener (the address its Via names), also to a PBX node that never
+// sent psigate anything: here its keepalive OPTIONS. (A client's calls
+// are checked in TestCallFromPBXToClient.)
+func TestUDPSentFromListener(t *testing.T) {
+	node, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	cfg := Default()
+	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "PBX", Nodes: []Node{{Name: "n1", Priority: 1, Address: "127.0.0.1", Transport: TransportUDP, Port: node.LocalAddr().(*net.UDPAddr).Port}}}}
+	lo := netip.MustParseAddr("127.0.0.1")
+	corePort := freeUDPPort(t)
+	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	if err := s.Apply(context.Background(), Desired{Config: cfg, Realms: []Realm{
+		{Name: "access", Role: "access", Bind: lo, Advertise: "127.0.0.1", UDP: freeUDPPort(t), MediaMin: 35400, MediaMax: 35449},
+		{Name: "core", Role: "core", Bind: lo, Advertise: "127.0.0.1", UDP: corePort, MediaMin: 35450, MediaMax: 35499},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	buf := make([]byte, 4096)
+	_ = node.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := node.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("no keepalive reached the node: %v", err)
+	}
+	if !strings.HasPrefix(string(buf[:n]), "OPTIONS ") || from.Port != corePort {
+		t.Errorf("%q from port %d, want an OPTIONS from the core listener's %d", strings.SplitN(string(buf[:n]), "\r\n", 2)[0], from.Port, corePort)
 	}
 }

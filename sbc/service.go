@@ -256,6 +256,7 @@ func (s *Service) probe(ctx context.Context, n pbx.Node) error {
 	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: strings.Trim(host, "[]"), Port: p})
 	req.SetDestination(n.Addr)
 	req.SetTransport(n.Transport)
+	core.SendFrom(req)
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	_, err = core.Client.Do(ctx, req)

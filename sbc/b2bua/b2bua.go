@@ -269,7 +269,7 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	_ = in.Respond(100, "Trying", nil)
-	caller := callerLeg(in, r.Client, !p.toClient, contact(r, transport))
+	caller := callerLeg(in, r, !p.toClient, contact(r, transport))
 	if caller.client && s.Flow != nil {
 		aor, ct := req.From().Address.String(), req.Contact().Address.String()
 		caller.reflow = func() (string, string, bool) { return s.Flow(aor, ct) }

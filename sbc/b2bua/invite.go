@@ -81,6 +81,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		outBody, outType = bd.with(offer), bd.contentType
 	}
 	out := p.invite(outBody, outType)
+	p.realm.SendFrom(out)
 	copyHeaders(out, req, p.headers)
 	if bd != nil {
 		// psigate acknowledges the callee's reliable provisionals itself
@@ -132,7 +133,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		})
 	}
 	answered := false // early media answered the caller's offer
-	prack := &pracker{dc: dc, cl: p.realm.Client, flow: p.flow, cseq: dc.InviteRequest.CSeq().SeqNo}
+	prack := &pracker{dc: dc, realm: p.realm, flow: p.flow, cseq: dc.InviteRequest.CSeq().SeqNo}
 	err = dc.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		noReply.Stop()
 		if res.StatusCode > 100 && res.StatusCode < 200 {
@@ -194,7 +195,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		return fail(Failed, 504, "Server Time-out", "callee failed: "+err.Error(), err)
 	}
 	res := dc.InviteResponse
-	callee := calleeLeg(dc, res, p.realm.Client, p.toClient, p.flow, contact(p.realm, p.transport), prack.cseq)
+	callee := calleeLeg(dc, res, p.realm, p.toClient, p.flow, contact(p.realm, p.transport), prack.cseq)
 	callee.reflow = p.reflow
 	c.legs = [2]*leg{caller, callee}
 	c.info.CalleeAgent = callee.agent
@@ -306,7 +307,7 @@ func (b *B2BUA) playBusy(ctx context.Context, p plan, in *sipgo.DialogServerSess
 // responses (RFC 3262 section 7.2) in its early dialog.
 type pracker struct {
 	dc    *sipgo.DialogClientSession
-	cl    *sipgo.Client
+	realm *signal.Realm
 	flow  string
 	cseq  uint32 // the last CSeq psigate used in the dialog
 	rseqs map[string]uint32
@@ -361,10 +362,11 @@ func (pr *pracker) acknowledge(ctx context.Context, res *sip.Response) (dup bool
 	if pr.flow != "" {
 		req.SetDestination(pr.flow)
 	}
+	pr.realm.SendFrom(req)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inDialogWait)
 		defer cancel()
-		_, _ = pr.cl.Do(ctx, req, sipgo.ClientRequestAddVia)
+		_, _ = pr.realm.Client.Do(ctx, req, sipgo.ClientRequestAddVia)
 	}()
 	return false
 }
@@ -418,7 +420,7 @@ func (b *B2BUA) dropAnswer(dc *sipgo.DialogClientSession, p plan, cseq uint32) {
 	if res == nil || !res.IsSuccess() {
 		return
 	}
-	callee := calleeLeg(dc, res, p.realm.Client, p.toClient, p.flow, contact(p.realm, p.transport), cseq)
+	callee := calleeLeg(dc, res, p.realm, p.toClient, p.flow, contact(p.realm, p.transport), cseq)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), inDialogWait)
 		defer cancel()
@@ -441,6 +443,8 @@ func (b *B2BUA) ackCallee(ctx context.Context, callee *leg, body []byte, ct ...s
 	if callee.flow != "" {
 		ack.SetDestination(callee.flow)
 	}
+	ack.SetTransport(callee.transport)
+	callee.realm.SendFrom(ack)
 	if len(body) > 0 {
 		ack.SetBody(body)
 		h := sip.ContentTypeHeader(ct[0])

@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/psigate/psigate/sbc/media/relay"
+	"github.com/psigate/psigate/sbc/signal"
 )
 
 // leg is one of a call's two dialogs. On the caller's leg psigate is the
@@ -20,8 +21,8 @@ type leg struct {
 	side   relay.Side // its media side: relay.A is the caller's
 	uas    *sipgo.DialogServerSession
 	uac    *sipgo.DialogClientSession
-	cl     *sipgo.Client // the realm's
-	client bool          // a subscriber's leg, on the access realm
+	realm  *signal.Realm
+	client bool // a subscriber's leg, on the access realm
 	// flow, on a client's leg, is where its requests go: the address
 	// its INVITE or REGISTER came from (its Contact is unreachable
 	// behind NAT), over the same connection for TCP and TLS.
@@ -48,9 +49,9 @@ type leg struct {
 
 // callerLeg is the leg of a received INVITE (RFC 3261 section 12.1.1:
 // the route set is its Record-Route as it came).
-func callerLeg(in *sipgo.DialogServerSession, cl *sipgo.Client, client bool, c sip.ContactHeader) *leg {
+func callerLeg(in *sipgo.DialogServerSession, realm *signal.Realm, client bool, c sip.ContactHeader) *leg {
 	req := in.InviteRequest
-	l := &leg{side: relay.A, uas: in, cl: cl, client: client, transport: req.Transport(), contact: c, agent: agentOf(req),
+	l := &leg{side: relay.A, uas: in, realm: realm, client: client, transport: req.Transport(), contact: c, agent: agentOf(req),
 		callID: req.CallID().Value(), target: *req.Contact().Address.Clone(),
 		local:  sip.FromHeader{DisplayName: req.To().DisplayName, Address: *req.To().Address.Clone()},
 		remote: sip.FromHeader{DisplayName: req.From().DisplayName, Address: *req.From().Address.Clone()},
@@ -69,9 +70,9 @@ func callerLeg(in *sipgo.DialogServerSession, cl *sipgo.Client, client bool, c s
 // calleeLeg is the leg of a sent INVITE once answered (RFC 3261 section
 // 12.1.2: the route set is the 2xx's Record-Route in reverse); cseq is
 // the last CSeq psigate used on it (the INVITE's, or a PRACK's).
-func calleeLeg(dc *sipgo.DialogClientSession, res *sip.Response, cl *sipgo.Client, client bool, flow string, c sip.ContactHeader, cseq uint32) *leg {
+func calleeLeg(dc *sipgo.DialogClientSession, res *sip.Response, realm *signal.Realm, client bool, flow string, c sip.ContactHeader, cseq uint32) *leg {
 	inv := dc.InviteRequest
-	l := &leg{side: relay.B, uac: dc, cl: cl, client: client, flow: flow, transport: inv.Transport(), contact: c, agent: agentOf(res),
+	l := &leg{side: relay.B, uac: dc, realm: realm, client: client, flow: flow, transport: inv.Transport(), contact: c, agent: agentOf(res),
 		callID: inv.CallID().Value(), target: *inv.Recipient.Clone(),
 		local:  sip.FromHeader{DisplayName: inv.From().DisplayName, Address: *inv.From().Address.Clone()},
 		remote: sip.FromHeader{DisplayName: res.To().DisplayName, Address: *res.To().Address.Clone()},
@@ -176,12 +177,13 @@ func (l *leg) build(req *sip.Request) {
 	if l.flow != "" {
 		req.SetDestination(l.flow)
 	}
+	l.realm.SendFrom(req)
 }
 
 // request starts a client transaction for an in-dialog request.
 func (l *leg) request(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
 	l.build(req)
-	return l.cl.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	return l.realm.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
 }
 
 // ack acknowledges a 2xx to psigate's re-INVITE with CSeq cseq.
@@ -194,7 +196,7 @@ func (l *leg) ack(cseq uint32, body []byte, ct string) error {
 		req.AppendHeader(&h)
 	}
 	l.build(req)
-	return l.cl.WriteRequest(req, sipgo.ClientRequestAddVia)
+	return l.realm.Client.WriteRequest(req, sipgo.ClientRequestAddVia)
 }
 
 // do sends an in-dialog request and waits for its final response.
@@ -205,7 +207,7 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 
 // doBuilt is do for a request build has made.
 func (l *leg) doBuilt(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	tx, err := l.cl.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	tx, err := l.realm.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
 	if err != nil {
 		return nil, err
 	}

@@ -146,6 +146,7 @@ func (d *sdialog) request(method sip.RequestMethod) *sip.Request {
 		c := d.contact
 		req.AppendHeader(&c)
 	}
+	d.realm.SendFrom(req)
 	return req
 }
 

@@ -353,6 +353,7 @@ func (r *Relay) pbxRequest(core *signal.Realm, p *request, b *Binding, target Ta
 		}
 	}
 	out.SetBody(nil)
+	core.SendFrom(out)
 	return out
 }
 

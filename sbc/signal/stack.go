@@ -369,6 +369,22 @@ func (r *Realm) Advertise() string {
 	return r.spec.Advertise
 }
 
+// SendFrom makes a UDP request leave from the realm's UDP listener, the
+// address its Via and Contact name and a client's NAT binding expects
+// (sipgo otherwise sends from a socket of its own, on a port of its own).
+// Other transports reuse their connections and are left alone.
+func (r *Realm) SendFrom(req *sip.Request) {
+	if TransportOf(req.Transport()) != UDP {
+		return
+	}
+	for _, l := range r.Listeners() {
+		if l.Transport == UDP {
+			req.Laddr = sip.Addr{IP: net.IP(l.Addr.Addr().AsSlice()), Port: int(l.Addr.Port())}
+			return
+		}
+	}
+}
+
 // ContactURI is psigate's own URI in the realm for a transport: the
 // advertised host and that transport's port, with a transport parameter
 // for TCP and TLS; the UDP port and no parameter when the realm does not
