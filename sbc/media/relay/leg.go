@@ -238,21 +238,44 @@ type rxStats struct {
 	transit  int64
 	jitter   float64
 	lastTS   uint32
+	// A large jump in sequence numbers is a restart of the sender's
+	// sequence once the next packet follows it (RFC 3550 A.1): badSeq is
+	// the number that would confirm it; carry keeps what was lost before.
+	badSeq uint16
+	hasBad bool
+	carry  int64
 }
+
+// RFC 3550 A.1: a gap up to maxDropout is loss; one back by up to
+// maxMisorder is a late packet; anything else a jump.
+const (
+	maxDropout  = 3000
+	maxMisorder = 100
+)
 
 func (r *rxStats) update(ssrc uint32, seq uint16, ts uint32, arrival time.Time, rate uint32, c *counters) {
 	if !r.started || ssrc != r.ssrc {
 		*r = rxStats{started: true, ssrc: ssrc, baseSeq: uint32(seq), maxSeq: seq}
 		c.lost.Store(0)
-	} else if delta := seq - r.maxSeq; delta < 1<<15 {
-		if seq < r.maxSeq {
-			r.cycles += 1 << 16
+	} else {
+		switch delta := seq - r.maxSeq; {
+		case delta < maxDropout: // in order, perhaps after a gap
+			if seq < r.maxSeq {
+				r.cycles += 1 << 16
+			}
+			r.maxSeq, r.hasBad = seq, false
+		case delta <= 1<<16-maxMisorder: // a jump
+			if !r.hasBad || seq != r.badSeq {
+				r.badSeq, r.hasBad = seq+1, true
+				return // not counted until the next one confirms it
+			}
+			// Two in a row: the sender restarted its sequence.
+			r.carry += r.expected() - int64(r.received)
+			r.baseSeq, r.maxSeq, r.cycles, r.received, r.hasBad = uint32(seq), seq, 0, 0, false
 		}
-		r.maxSeq = seq
 	}
 	r.received++
-	expected := int64(r.cycles+uint32(r.maxSeq)) - int64(r.baseSeq) + 1
-	c.lost.Store(expected - int64(r.received))
+	c.lost.Store(r.carry + r.expected() - int64(r.received))
 	c.rxSSRC.Store(ssrc)
 	c.rxExtMax.Store(r.cycles + uint32(r.maxSeq))
 	c.rxStarted.Store(true)
@@ -270,6 +293,11 @@ func (r *rxStats) update(ssrc uint32, seq uint16, ts uint32, arrival time.Time, 
 		c.jitter.Store(uint64(r.jitter * 16))
 	}
 	r.transit, r.lastTS = transit, ts
+}
+
+// expected is how many packets the sequence numbers say were sent.
+func (r *rxStats) expected() int64 {
+	return int64(r.cycles+uint32(r.maxSeq)) - int64(r.baseSeq) + 1
 }
 
 func (s Stats) String() string {

@@ -590,3 +590,30 @@ func abs(x int) int {
 	}
 	return x
 }
+
+// TestLossAcrossASequenceRestart: a sender that starts its sequence
+// numbers again with the same SSRC (a replayed recording) is not counted
+// as having lost or gained packets; a real gap still counts.
+func TestLossAcrossASequenceRestart(t *testing.T) {
+	var r rxStats
+	var c counters
+	now := time.Now()
+	send := func(from, to uint16) {
+		for s := from; s != to; s++ {
+			r.update(7, s, uint32(s)*160, now, 8000, &c)
+		}
+	}
+	send(100, 336)
+	send(100, 336) // the recording again
+	if lost := c.lost.Load(); lost != 0 {
+		t.Fatalf("lost %d across a restart, want 0", lost)
+	}
+	send(340, 400) // 4 packets missing
+	if lost := c.lost.Load(); lost != 4 {
+		t.Fatalf("lost %d after a gap of 4, want 4", lost)
+	}
+	send(65530, 10) // wraps: a jump, then in order
+	if lost := c.lost.Load(); lost != 4 {
+		t.Fatalf("lost %d after a restart across the wrap, want 4", lost)
+	}
+}
