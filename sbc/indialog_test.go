@@ -859,3 +859,39 @@ func TestUnregisteredCallerRefused(t *testing.T) {
 	}
 	hangUp(t, r, dc)
 }
+
+// TestReinviteWithoutOffer: a client's re-INVITE without SDP gets the
+// PBX's offer (translated) in the 200, and its answer, in its ACK, reaches
+// the PBX in psigate's ACK of that re-INVITE.
+func TestReinviteWithoutOffer(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	dc, code := r.call()
+	if code != 200 {
+		t.Fatalf("call: %d", code)
+	}
+	res := r.send(dc, sip.INVITE, nil, "")
+	if res.StatusCode != 200 || !bytes.Contains(res.Body(), []byte("m=audio")) {
+		t.Fatalf("re-INVITE without SDP: %d\n%s", res.StatusCode, res.Body())
+	}
+	reinvite := next(t, pbx.inDialog, "re-INVITE at the PBX")
+	if len(reinvite.Body()) != 0 {
+		t.Errorf("the PBX's re-INVITE has a body:\n%s", reinvite.Body())
+	}
+	ack := sip.NewRequest(sip.ACK, dc.InviteResponse.Contact().Address)
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: dc.CSEQ(), MethodName: sip.ACK})
+	ack.SetBody(pbxAnswer(res.Body(), r.rtp.LocalAddr().(*net.UDPAddr).Port)) // plain RTP: the rig's client has the default profile
+	ack.AppendHeader(sdpType())
+	if err := dc.WriteRequest(ack); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, req := range pbx.requests() {
+			if req.IsAck() && req.CSeq().SeqNo == reinvite.CSeq().SeqNo && bytes.Contains(req.Body(), []byte("m=audio")) {
+				return true
+			}
+		}
+		return false
+	})
+	hangUp(t, r, dc)
+}

@@ -25,9 +25,9 @@ type call struct {
 	// re-INVITE or UPDATE is in flight: another one gets 491 (RFC 3261
 	// section 14.2, RFC 3311 section 5.2).
 	offering atomic.Bool
-	// acks, while set, takes the next ACK: the one to a 2xx that
-	// carried an offer (late offer), whose answer goes on.
-	acks atomic.Pointer[chan *sip.Request]
+	// acks, while set, takes the ACK to a 2xx that carried an offer
+	// (late offer), whose answer goes on: from one leg, with one CSeq.
+	acks atomic.Pointer[ackWaiter]
 	// timer is the session timer (RFC 4028), nil without one.
 	timer atomic.Pointer[sessionTimer]
 
@@ -77,11 +77,29 @@ type CallInfo struct {
 	Stats  [2]relay.Stats
 }
 
-// expectAck returns where the next ACK on the call will arrive.
-func (c *call) expectAck() chan *sip.Request {
-	ch := make(chan *sip.Request, 1)
-	c.acks.Store(&ch)
-	return ch
+// ackWaiter waits for the ACK of one INVITE transaction.
+type ackWaiter struct {
+	from *leg
+	cseq uint32
+	ch   chan *sip.Request
+}
+
+// expectAck returns where the ACK from leg from to the INVITE with CSeq
+// cseq will arrive; an ACK of another transaction (a retransmission of
+// an earlier one) does not.
+func (c *call) expectAck(from *leg, cseq uint32) chan *sip.Request {
+	w := &ackWaiter{from: from, cseq: cseq, ch: make(chan *sip.Request, 1)}
+	c.acks.Store(w)
+	return w.ch
+}
+
+// ack hands an ACK from leg from to the waiter that expects it.
+func (c *call) ack(from *leg, req *sip.Request) {
+	w := c.acks.Load()
+	if w == nil || w.from != from || req.CSeq().SeqNo != w.cseq || !c.acks.CompareAndSwap(w, nil) {
+		return
+	}
+	w.ch <- req
 }
 
 // other is the leg a request from l goes on to.

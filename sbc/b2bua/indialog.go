@@ -226,7 +226,7 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 		return
 	}
 	// The offer went back in the 2xx: the answer is in the ACK.
-	acks := c.expectAck()
+	acks := c.expectAck(from, req.CSeq().SeqNo)
 	_ = tx.Respond(ok)
 	select {
 	case ack := <-acks:

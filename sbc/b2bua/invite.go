@@ -246,7 +246,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 	}
 	var acks chan *sip.Request
 	if bd == nil {
-		acks = c.expectAck()
+		acks = c.expectAck(caller, req.CSeq().SeqNo)
 	}
 	if rel != nil {
 		if err := rel.waitAnswered(ctx); err != nil {
@@ -457,10 +457,8 @@ func (b *B2BUA) ackCallee(ctx context.Context, callee *leg, body []byte, ct ...s
 // to a 2xx with an offer carries the answer.
 func (b *B2BUA) HandleAck(r *signal.Realm, req *sip.Request, tx sip.ServerTransaction) {
 	_ = b.serverCache(r, signal.TransportOf(req.Transport())).ReadAck(req, tx)
-	if c, _ := b.match(req); c != nil {
-		if ch := c.acks.Swap(nil); ch != nil {
-			*ch <- req
-		}
+	if c, from := b.match(req); c != nil {
+		c.ack(from, req)
 	}
 }
 
