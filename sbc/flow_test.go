@@ -218,3 +218,91 @@ func TestUDPSentFromListener(t *testing.T) {
 		t.Errorf("%q from port %d, want an OPTIONS from the core listener's %d", strings.SplitN(string(buf[:n]), "\r\n", 2)[0], from.Port, corePort)
 	}
 }
+
+// udpPeer is a client on its own UDP socket, written by hand so a test
+// decides which ACKs it sends.
+type udpPeer struct {
+	t    *testing.T
+	conn *net.UDPConn
+	to   *net.UDPAddr
+}
+
+func (p *udpPeer) send(msg string) {
+	p.t.Helper()
+	msg = strings.ReplaceAll(msg, "{local}", p.conn.LocalAddr().String())
+	if _, err := p.conn.WriteToUDP([]byte(msg), p.to); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// until reads datagrams until one starts with prefix, within wait.
+func (p *udpPeer) until(prefix string, wait time.Duration) (map[string]string, bool) {
+	p.t.Helper()
+	buf := make([]byte, 8192)
+	deadline := time.Now().Add(wait)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		n, _, err := p.conn.ReadFromUDP(buf)
+		if err != nil {
+			return nil, false
+		}
+		head, _, _ := strings.Cut(string(buf[:n]), "\r\n\r\n")
+		lines := strings.Split(head, "\r\n")
+		if !strings.HasPrefix(lines[0], prefix) {
+			continue
+		}
+		h := map[string]string{}
+		for _, l := range lines[1:] {
+			k, v, _ := strings.Cut(l, ":")
+			h[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+		}
+		return h, true
+	}
+}
+
+// TestReinviteOKResentOverUDP: the 200 to a client's re-INVITE over UDP
+// is sent again until the client's ACK (RFC 3261 section 13.3.1.4).
+func TestReinviteOKResentOverUDP(t *testing.T) {
+	pbx := startPBXPhone(t)
+	r := newCallRig(t, pbx)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to, _ := net.ResolveUDPAddr("udp", r.access)
+	p := &udpPeer{t: t, conn: conn, to: to}
+	sdpFor := func(dir string) string {
+		return "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio " +
+			strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0\r\na=" + dir + "\r\n"
+	}
+	request := func(method string, cseq int, toTag, body string) string {
+		msg := method + " sip:2002@" + r.access + " SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-udp" + method + strconv.Itoa(cseq) + "\r\n" +
+			"From: <sip:1001@pbx.example.com>;tag=udppeer\r\nTo: <sip:2002@pbx.example.com>" + toTag + "\r\n" +
+			"Call-ID: udp-reinvite-1\r\nCSeq: " + strconv.Itoa(cseq) + " " + method + "\r\nMax-Forwards: 70\r\nContact: <sip:1001@{local}>\r\n"
+		if body != "" {
+			msg += "Content-Type: application/sdp\r\n"
+		}
+		return msg + "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	p.send(request("INVITE", 1, "", sdpFor("sendrecv")))
+	h, ok := p.until("SIP/2.0 200", 10*time.Second)
+	if !ok {
+		t.Fatal("no 200 to the INVITE")
+	}
+	_, tag, _ := strings.Cut(h["to"], ";tag=")
+	p.send(request("ACK", 1, ";tag="+tag, ""))
+	p.send(request("INVITE", 2, ";tag="+tag, sdpFor("sendonly")))
+	if _, ok := p.until("SIP/2.0 200", 10*time.Second); !ok {
+		t.Fatal("no 200 to the re-INVITE")
+	}
+	// No ACK yet: the 200 comes again.
+	if h, ok := p.until("SIP/2.0 200", 3*time.Second); !ok || !strings.Contains(h["cseq"], "2 INVITE") {
+		t.Fatalf("the 200 to the re-INVITE was not sent again (%v)", h)
+	}
+	p.send(request("ACK", 2, ";tag="+tag, ""))
+	p.send(request("BYE", 3, ";tag="+tag, ""))
+	if _, ok := p.until("SIP/2.0 200", 10*time.Second); !ok {
+		t.Fatal("no 200 to the BYE")
+	}
+}

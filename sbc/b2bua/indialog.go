@@ -222,6 +222,14 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 	if bd != nil || rb == nil {
 		_ = to.ack(out.CSeq().SeqNo, nil, "")
 		c.offering.Store(false)
+		if signal.TransportOf(req.Transport()) == signal.UDP {
+			// Over UDP the UAS retransmits its 2xx until the ACK
+			// (RFC 3261 section 13.3.1.4).
+			acks := c.expectAck(from, req.CSeq().SeqNo)
+			_ = tx.Respond(ok)
+			go resendUntilAck(tx, ok, acks)
+			return
+		}
 		_ = tx.Respond(ok)
 		return
 	}
@@ -243,5 +251,26 @@ func (b *B2BUA) reoffer(c *call, from *leg, req *sip.Request, tx sip.ServerTrans
 		c.acks.Store(nil)
 		_ = to.ack(out.CSeq().SeqNo, nil, "")
 		c.hangup(b.log, nil, ReasonNoAck)
+	}
+}
+
+// resendUntilAck retransmits a 2xx to a re-INVITE received over UDP, T1
+// doubling up to T2, until its ACK arrives or 64*T1 have passed.
+func resendUntilAck(tx sip.ServerTransaction, ok *sip.Response, acks chan *sip.Request) {
+	limit := time.NewTimer(64 * sip.T1)
+	defer limit.Stop()
+	interval := sip.T1
+	for {
+		select {
+		case <-acks:
+			return
+		case <-limit.C:
+			return
+		case <-time.After(interval):
+			if tx.Respond(ok) != nil {
+				return
+			}
+			interval = min(2*interval, sip.T2)
+		}
 	}
 }
