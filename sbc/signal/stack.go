@@ -285,6 +285,12 @@ func (r *Realm) listen(l Listener, conf *tls.Config) (*running, error) {
 		if err != nil {
 			return nil, err
 		}
+		// One goroutine reads and parses the socket: a bigger queue
+		// rides out bursts instead of dropping datagrams (the kernel's
+		// limit, net.core.rmem_max, may cap it). Measured by
+		// BenchmarkCalls_SBC_UDP: drops from 1,600 calls/s with the
+		// default 208 kB, none at 2,400 with 4 MB.
+		_ = c.SetReadBuffer(udpReadBuffer)
 		run.l.Addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
 		run.closer, serve = c.Close, func() error { return r.Server.ServeUDP(c) }
 	case TCP, TLS, MTLS:
@@ -368,6 +374,9 @@ func (r *Realm) Advertise() string {
 	defer r.mu.Unlock()
 	return r.spec.Advertise
 }
+
+// udpReadBuffer is the receive buffer asked for on UDP listeners.
+const udpReadBuffer = 4 << 20
 
 // SendFrom makes a UDP request leave from the realm's UDP listener, the
 // address its Via and Contact name and a client's NAT binding expects
