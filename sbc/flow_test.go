@@ -195,6 +195,9 @@ func TestUDPSentFromListener(t *testing.T) {
 	defer node.Close()
 	cfg := Default()
 	cfg.SIPServer.NodeGroups = []NodeGroup{{Name: "PBX", Nodes: []Node{{Name: "n1", Priority: 1, Address: "127.0.0.1", Transport: TransportUDP, Port: node.LocalAddr().(*net.UDPAddr).Port}}}}
+	// Probes every 5 s, so a first one lost to a busy machine is not
+	// the only one.
+	cfg.SIPServer.Keepalive = Keepalive{IntervalSeconds: 5, FailureThreshold: 3}
 	lo := netip.MustParseAddr("127.0.0.1")
 	corePort := freeUDPPort(t)
 	s := NewService(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
@@ -209,7 +212,7 @@ func TestUDPSentFromListener(t *testing.T) {
 	go func() { s.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	buf := make([]byte, 4096)
-	_ = node.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = node.SetReadDeadline(time.Now().Add(15 * time.Second))
 	n, from, err := node.ReadFromUDP(buf)
 	if err != nil {
 		t.Fatalf("no keepalive reached the node: %v", err)
