@@ -61,6 +61,9 @@ type Settings struct {
 	// ToCore and ToAccess are the headers that cross towards the PBX and
 	// towards clients; nil means DefaultToCore and DefaultToAccess.
 	ToCore, ToAccess []string
+	// toCore and toAccess are those lists as sets, made once by
+	// Configure rather than for every message.
+	toCore, toAccess headerSet
 	// OnEnd hears of every call when it ends (may be nil); it must not
 	// block.
 	OnEnd func(Record)
@@ -110,6 +113,7 @@ func (b *B2BUA) mediaEngine() *relay.Engine {
 
 // Configure replaces the settings; calls in progress keep theirs.
 func (b *B2BUA) Configure(s Settings) {
+	s.toCore, s.toAccess = newHeaderSet(s.headers(false)), newHeaderSet(s.headers(true))
 	b.mu.Lock()
 	b.settings = s
 	b.mu.Unlock()
@@ -260,8 +264,8 @@ func (b *B2BUA) HandleInvite(r *signal.Realm, req *sip.Request, tx sip.ServerTra
 		return
 	}
 	p.noReply, p.noAnswer = s.NoReply, s.NoAnswer
-	p.headers = newHeaderSet(s.headers(p.toClient))
-	p.back = newHeaderSet(s.headers(!p.toClient))
+	p.headers = s.allow(p.toClient)
+	p.back = s.allow(!p.toClient)
 	transport := signal.TransportOf(req.Transport())
 	in, err := b.serverCache(r, transport).ReadInvite(req, tx)
 	if err != nil {
@@ -321,7 +325,15 @@ func statusText(code int) string {
 	return "Error"
 }
 
-// headers is the allow-list towards the access realm or the core.
+// allow is the allow-list towards the access realm or the core.
+func (s Settings) allow(toAccess bool) headerSet {
+	if toAccess {
+		return s.toAccess
+	}
+	return s.toCore
+}
+
+// headers is the allow-list's names towards the access realm or the core.
 func (s Settings) headers(toAccess bool) []string {
 	if toAccess {
 		if s.ToAccess != nil {

@@ -63,7 +63,7 @@ func (b *B2BUA) allowToward(l *leg) headerSet {
 	b.mu.Lock()
 	s := b.settings
 	b.mu.Unlock()
-	return newHeaderSet(s.headers(l.client))
+	return s.allow(l.client)
 }
 
 // pass relays a request without an offer and its final response.

@@ -2,7 +2,6 @@ package b2bua
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -207,27 +206,7 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 
 // doBuilt is do for a request build has made.
 func (l *leg) doBuilt(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	tx, err := l.realm.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, errors.New("transaction ended without a response")
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return l.realm.Do(ctx, req)
 }
 
 // bye ends the dialog with a BYE, unless the peer ended it.

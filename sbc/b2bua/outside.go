@@ -34,7 +34,7 @@ func (b *B2BUA) HandleOutside(r *signal.Realm, req *sip.Request, tx sip.ServerTr
 		return
 	}
 	out := d.request(req.Method)
-	copyHeaders(out, req, newHeaderSet(s.headers(d.client)))
+	copyHeaders(out, req, s.allow(d.client))
 	copyBody(out, req)
 	if req.Method != sip.SUBSCRIBE {
 		res, err := d.do(out)
@@ -42,7 +42,7 @@ func (b *B2BUA) HandleOutside(r *signal.Realm, req *sip.Request, tx sip.ServerTr
 			signal.Respond(b.log, tx, req, 408, "Request Timeout")
 			return
 		}
-		resp := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, newHeaderSet(s.headers(!d.client)))
+		resp := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, s.allow(!d.client))
 		resp.To().Params.Add("tag", sip.GenerateTagN(16)) // RFC 3261 section 8.2.6.2
 		_ = tx.Respond(resp)
 		return
@@ -262,7 +262,7 @@ func (b *B2BUA) subscribe(s Settings, r *signal.Realm, out *sdialog, req *sip.Re
 		signal.Respond(b.log, tx, req, 408, "Request Timeout")
 		return
 	}
-	back := newHeaderSet(s.headers(in.client))
+	back := s.allow(in.client)
 	ok := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, back)
 	ok.To().Params.Add("tag", in.localTag)
 	if !res.IsSuccess() {
@@ -309,14 +309,14 @@ func (b *B2BUA) inSubscription(req *sip.Request, tx sip.ServerTransaction) bool 
 		return true
 	}
 	out := to.request(req.Method)
-	copyHeaders(out, req, newHeaderSet(s.headers(to.client)))
+	copyHeaders(out, req, s.allow(to.client))
 	copyBody(out, req)
 	res, err := to.do(out)
 	if err != nil {
 		signal.Respond(b.log, tx, req, 408, "Request Timeout")
 		return true
 	}
-	ok := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, newHeaderSet(s.headers(from.client)))
+	ok := response(req, res.StatusCode, res.Reason, res.Body(), contentType(res), res, s.allow(from.client))
 	// Settled before the response goes: the peer may send the next
 	// request as soon as it has it.
 	switch {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/psigate/psigate/sbc/signal"
 )
@@ -382,25 +381,7 @@ func (r *Relay) send(core *signal.Realm, req *sip.Request) (*sip.Response, error
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// The request is built already; only psigate's Via is added.
-	tx, err := core.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			return nil, fmt.Errorf("transaction ended: %w", tx.Err())
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return core.Do(ctx, req) // built already: only psigate's Via is added
 }
 
 // grantedExpiry is what the PBX granted psigate's contact: its expires

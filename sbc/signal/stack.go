@@ -375,6 +375,32 @@ func (r *Realm) Advertise() string {
 	return r.spec.Advertise
 }
 
+// Do sends a request psigate has built whole (only its Via is added)
+// from the realm and waits for its final response.
+func (r *Realm) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	tx, err := r.Client.TransactionRequest(ctx, req, sipgo.ClientRequestAddVia)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, fmt.Errorf("transaction ended: %w", err)
+			}
+			return nil, errors.New("transaction ended without a response")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // udpReadBuffer is the receive buffer asked for on UDP listeners.
 const udpReadBuffer = 4 << 20
 
