@@ -343,11 +343,7 @@ func TestReinviteGlare(t *testing.T) {
 func TestLateOffer(t *testing.T) {
 	pbx := startPBXPhone(t)
 	r := newCallRig(t, pbx)
-	host, port, _ := net.SplitHostPort(r.access)
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "late"}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req := r.newInvite("2002", "late")
 	req.AppendHeader(sip.NewHeader("User-Agent", "ZoomPbxPhone 6.0"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -429,11 +425,7 @@ func TestEmergencyCallWithLocation(t *testing.T) {
 	sdpOffer := "v=0\r\no=zoom 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio " + strconv.Itoa(r.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 8\r\na=sendrecv\r\n"
 	body := "--b1\r\nContent-Type: application/sdp\r\n\r\n" + sdpOffer + "\r\n--b1\r\nContent-Type: application/pidf+xml\r\nContent-ID: <loc@pbx.example.com>\r\n\r\n" + pidf + "\r\n--b1--\r\n"
-	host, port, _ := net.SplitHostPort(r.access)
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "911", Host: host, Port: atoiTest(port)})
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "e1"}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "911", Host: "pbx.example.com"}})
+	req := r.newInvite("911", "e1")
 	req.AppendHeader(sip.NewHeader("Geolocation", "<cid:loc@pbx.example.com>"))
 	req.AppendHeader(sip.NewHeader("Geolocation-Routing", "yes"))
 	ct := sip.ContentTypeHeader("multipart/mixed;boundary=b1")
@@ -489,15 +481,23 @@ func TestCallRecords(t *testing.T) {
 	}
 }
 
+// newInvite is an INVITE from the rig's client (user 1001, From tag
+// tag) to user at the access realm over UDP, without body or other
+// headers.
+func (r *callRig) newInvite(user, tag string) *sip.Request {
+	host, port, _ := net.SplitHostPort(r.access)
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: user, Host: host, Port: atoiTest(port)})
+	req.SetTransport("UDP")
+	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: tag}}})
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: "pbx.example.com"}})
+	return req
+}
+
 // callCollect places the rig's client call and returns the status codes
 // it got, provisional and final.
 func (r *callRig) callCollect() []int {
 	r.t.Helper()
-	host, port, _ := net.SplitHostPort(r.access)
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: sip.GenerateTagN(8)}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req := r.newInvite("2002", sip.GenerateTagN(8))
 	req.AppendHeader(sdpType())
 	req.SetBody(r.offer("sendrecv"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -701,11 +701,7 @@ func TestReliableProvisionalToClient(t *testing.T) {
 	pbx := startPBXPhone(t)
 	pbx.reliable = true
 	r := newCallRig(t, pbx)
-	host, port, _ := net.SplitHostPort(r.access)
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "rel"}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req := r.newInvite("2002", "rel")
 	req.AppendHeader(sip.NewHeader("Supported", "100rel"))
 	req.AppendHeader(sdpType())
 	req.SetBody(r.offer("sendrecv"))
@@ -783,11 +779,7 @@ func TestEndedBeforeTheAnswer(t *testing.T) {
 	pbx := startPBXPhone(t)
 	pbx.reliable, pbx.hangup = true, true
 	r := newCallRig(t, pbx)
-	host, port, _ := net.SplitHostPort(r.access)
-	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "2002", Host: host, Port: atoiTest(port)})
-	req.SetTransport("UDP")
-	req.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1001", Host: "pbx.example.com"}, Params: sip.HeaderParams{{K: "tag", V: "noprack"}}})
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "2002", Host: "pbx.example.com"}})
+	req := r.newInvite("2002", "noprack")
 	req.AppendHeader(sip.NewHeader("Supported", "100rel")) // and never PRACKs
 	req.AppendHeader(sdpType())
 	req.SetBody(r.offer("sendrecv"))
