@@ -45,11 +45,11 @@ type appliance struct {
 	done   chan error
 }
 
-// start runs the binary on a free loopback port and waits for the URL it
-// prints.
-func start(t *testing.T, bin, data string) *appliance {
+// start runs the binary on a free loopback port, with more flags if
+// given, and waits for the URL it prints.
+func start(t *testing.T, bin, data string, flags ...string) *appliance {
 	t.Helper()
-	cmd := exec.Command(bin, "-data", data, "-http", "127.0.0.1:0", "-drain", "5s")
+	cmd := exec.Command(bin, append([]string{"-data", data, "-http", "127.0.0.1:0", "-drain", "5s"}, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,9 @@ func main() {
 	flag.StringVar(&o.dataDir, "data", defaultData, "state directory (configuration, identity, sessions)")
 	flag.StringVar(&o.httpAddr, "http", defaultHTTP, "admin portal HTTPS address; port 0 picks a free port")
 	flag.DurationVar(&o.drain, "drain", 10*time.Second, "how long to let running requests finish on shutdown")
+	flag.StringVar(&o.releaseFile, "release", defaultRelease, "release file of the running image (version, target, build time); empty: this build's version, no target")
+	flag.StringVar(&o.updateKey, "update-key", defaultUpdateKey, "public key (PEM) that firmware update bundles must be signed with; empty: updates refused")
+	flag.StringVar(&o.rollbackFile, "rollback-file", defaultRollbackFile, "where bootguard records a firmware rollback; empty: none")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 

@@ -24,6 +24,11 @@ type options struct {
 	httpAddr string
 	drain    time.Duration
 	log      *slog.Logger
+
+	// Firmware updates: see newUpdater.
+	releaseFile  string // e.g. /etc/psigate/release.json
+	updateKey    string // e.g. /etc/psigate/update-signing.pub
+	rollbackFile string // e.g. /perm/bootguard/rollback.json
 }
 
 // notBuilt are the services whose configuration exists but whose runtime
@@ -52,6 +57,7 @@ func run(ctx context.Context, o options) error {
 	}
 	alarms := alarm.New(nil)
 	alarms.Raise("portal-self-signed", alarm.Minor, "The admin portal uses the appliance's self-signed certificate.")
+	updater := newUpdater(o, majorAlarms{alarms})
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -89,7 +95,7 @@ func run(ctx context.Context, o options) error {
 	portal, err := webui.New(webui.Options{
 		Config: st, Auth: st, Status: status, AdminUser: firstboot.AdminUser,
 		MachineID: id.MachineID, Logger: o.log.With("service", "portal"), SIP: sipStatus{sbcSvc},
-		History: callHistory{st},
+		History: callHistory{st}, Firmware: updater,
 	})
 	if err != nil {
 		return err
@@ -104,6 +110,7 @@ func run(ctx context.Context, o options) error {
 	})
 	o.log.Info("appliance starting", "version", version, "machineID", id.MachineID, "data", st.Path())
 	fmt.Printf("psigate: admin portal at %s\n", portalURL(ln.Addr(), hostname))
+	fmt.Fprintf(console(), "psigate %s starting: admin portal at %s\n", version, portalURL(ln.Addr(), hostname))
 	return sup.Run(ctx)
 }
 

@@ -29,6 +29,9 @@ type session struct {
 	store.Session
 	key    []byte // hash of the token, the store's key
 	bearer bool   // authenticated by Authorization: Bearer, not the cookie
+	// csrfInBody: the CSRF token is still to be checked, by a handler
+	// that streams its multipart body (see upload).
+	csrfInBody bool
 }
 
 type ctxKey struct{}
@@ -104,20 +107,37 @@ func checkCSRF(r *http.Request, sess *session) error {
 	if got == "" {
 		got = r.PostFormValue("csrf")
 	}
+	return sess.checkCSRFToken(got)
+}
+
+// errCSRF refuses a state-changing request without the right CSRF token.
+var errCSRF = errors.New("missing or wrong CSRF token")
+
+// checkCSRFToken compares a request's CSRF token with the session's.
+func (sess *session) checkCSRFToken(got string) error {
 	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) != 1 {
-		return errors.New("missing or wrong CSRF token")
+		return errCSRF
 	}
 	return nil
 }
 
 // page wraps an HTML handler: setup first, then login, then CSRF;
 // refusals redirect or answer in plain text.
-func (s *Server) page(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, false) }
+func (s *Server) page(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, false, false) }
 
 // api wraps a JSON handler the same way, answering with JSON errors.
-func (s *Server) api(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, true) }
+func (s *Server) api(h http.HandlerFunc) http.HandlerFunc { return s.guard(h, true, false) }
 
-func (s *Server) guard(h http.HandlerFunc, asJSON bool) http.HandlerFunc {
+// upload wraps a handler whose body is too large to parse up front (a
+// firmware bundle): like page or api, but when neither the header nor a
+// Bearer token settles CSRF, the form's token is left for the handler to
+// read from the stream (checkCSRF would parse, and so buffer, the whole
+// multipart body first).
+func (s *Server) upload(h http.HandlerFunc, asJSON bool) http.HandlerFunc {
+	return s.guard(h, asJSON, true)
+}
+
+func (s *Server) guard(h http.HandlerFunc, asJSON, csrfInBody bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		done, err := s.setupDone()
 		switch {
@@ -141,16 +161,23 @@ func (s *Server) guard(h http.HandlerFunc, asJSON bool) http.HandlerFunc {
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
-		if err := checkCSRF(r, sess); err != nil {
-			s.audit(r, sess.User, "csrf-refused", r.Method+" "+r.URL.Path, false)
-			if asJSON {
-				writeError(w, http.StatusForbidden, err)
-			} else {
-				http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
-			}
+		if csrfInBody && !sess.bearer && r.Header.Get(CSRFHeader) == "" {
+			sess.csrfInBody = true
+		} else if err := checkCSRF(r, sess); err != nil {
+			s.csrfRefused(w, r, sess, asJSON, err)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, sess)))
+	}
+}
+
+// csrfRefused audits and answers a request without the right CSRF token.
+func (s *Server) csrfRefused(w http.ResponseWriter, r *http.Request, sess *session, asJSON bool, err error) {
+	s.audit(r, sess.User, "csrf-refused", r.Method+" "+r.URL.Path, false)
+	if asJSON {
+		writeError(w, http.StatusForbidden, err)
+	} else {
+		http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
 	}
 }
 

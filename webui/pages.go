@@ -40,7 +40,7 @@ func parsePages() (map[string]*template.Template, error) {
 		return nil, fmt.Errorf("webui: layout template: %w", err)
 	}
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"setup", "login", "dashboard", "config", "history", "diff", "backup", "audit", "media", "media_profile", "sip_server", "sip_subscribers", "registrations", "calls", "call_history"} {
+	for _, name := range []string{"setup", "login", "dashboard", "config", "history", "diff", "backup", "audit", "media", "media_profile", "sip_server", "sip_subscribers", "registrations", "calls", "call_history", "firmware"} {
 		t, err := template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("webui: template %s: %w", name, err)

@@ -110,6 +110,9 @@ type Options struct {
 	SIP SIPStatus
 	// History lists the ended calls; nil when none are kept.
 	History CallHistory
+	// Firmware installs update bundles; nil when updates are not
+	// available (the page says so).
+	Firmware FirmwareService
 }
 
 // Server is the admin portal.
@@ -239,6 +242,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /backup/export", s.page(s.exportDownload))
 	mux.HandleFunc("POST /backup/import", s.page(s.importForm))
 	mux.HandleFunc("GET /audit", s.page(s.auditPage))
+	mux.HandleFunc("GET /firmware", s.page(s.firmwarePage))
+	mux.HandleFunc("POST /firmware", s.upload(s.firmwareForm, false))
+	mux.HandleFunc("POST /firmware/rollback/dismiss", s.page(s.firmwareDismissForm))
 
 	mux.HandleFunc("POST /api/v1/setup", s.apiSetup)
 	mux.HandleFunc("POST /api/v1/session", s.apiLogin)
@@ -269,6 +275,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/sip/nodes", s.api(s.apiNodes))
 	mux.HandleFunc("GET /api/v1/sip/calls", s.api(s.apiCalls))
 	mux.HandleFunc("GET /api/v1/sip/calls/history", s.api(s.apiCallHistory))
+	mux.HandleFunc("GET /api/v1/firmware", s.api(s.apiFirmware))
+	mux.HandleFunc("POST /api/v1/firmware", s.upload(s.apiFirmwareInstall, true))
+	mux.HandleFunc("POST /api/v1/firmware/rollback/dismiss", s.api(s.apiFirmwareDismiss))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such API endpoint"))
 	})
@@ -301,8 +310,28 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// healthz is GET /healthz, unauthenticated, for load balancers and the
+// on-box health check (bootguard keeps a new firmware only once it
+// answers 200): 200 {"status":"ok","version":...} when every supervised
+// service runs, else 503 naming the ones that do not. It shows nothing
+// more than names and states.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	st := s.opts.Status(r.Context())
+	type down struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	}
+	var failing []down
+	for _, c := range st.Components {
+		if c.State != "running" && c.State != "not built yet" {
+			failing = append(failing, down{c.Name, c.State})
+		}
+	}
+	if failing != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unhealthy", "version": st.Version, "failing": failing})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": st.Version})
 }
 
 // setupDone reports whether the admin password is set; once true it stays
