@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: run demo build test test-short lint bench bench-store bench-media bench-register bench-calls clean
+.PHONY: image image-amd64 image-rpi qemu push run demo build test test-short lint bench bench-store bench-media bench-register bench-calls clean
 
 ## run: build and start the appliance with data under ./var; prints the portal URL
 run: build
@@ -18,6 +18,25 @@ demo: build
 ## build: compile the appliance program into bin/
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/appliance ./appliance
+
+## image: gokrazy images for x86-64 PCs and the Raspberry Pi 4/5 into out/<target>/: disk.img to flash, and boot.img, root.img, mbr.img and a signed update bundle (.psig). The gokrazy password and the update signing key are kept in SECRETS (made on the first build: keep them). Needs squashfs-tools and systemd-boot-efi
+IMAGE_VERSION ?= $(VERSION)
+SECRETS ?= $(HOME)/.config/psigate
+image: image-amd64 image-rpi
+
+image-amd64:
+	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/amd64/config.json -out out/amd64 -version $(IMAGE_VERSION) -secrets $(SECRETS)
+
+image-rpi:
+	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/rpi/config.json -out out/rpi -version $(IMAGE_VERSION) -secrets $(SECRETS)
+
+## qemu: boot out/amd64/disk.img in QEMU through UEFI (a copy: out/amd64/qemu.img keeps its state); portal at https://127.0.0.1:8443/, gokrazy's page at http://127.0.0.1:8080/, SIP TLS on 127.0.0.1:65061. Needs qemu-system-x86 and ovmf
+qemu:
+	$(GO) run ./gokrazy/cmd/psigate-qemu -disk out/amd64/disk.img
+
+## push: send an update bundle to a box on the LAN through gokrazy's update protocol: make push HOST=192.168.1.20 BUNDLE=out/amd64/psigate-<version>-amd64.psig
+push:
+	$(GO) run ./gokrazy/cmd/psigate-push -host $(HOST):8080 -password-file $(SECRETS)/gokr-pw.txt -key $(SECRETS)/update-signing.pub $(BUNDLE)
 
 ## test: every test, with the race detector
 test:
@@ -55,4 +74,4 @@ bench-calls:
 	   PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench '^BenchmarkCallsMedia' -benchtime 1x -count=1 -timeout 15m ./sbc/; } | $(GO) run ./appliance/benchfmt
 
 clean:
-	rm -rf bin
+	rm -rf bin out
