@@ -434,6 +434,29 @@ func TestAMD64DirectBoot(t *testing.T) {
 	if code, _, _ := p.json("POST", "/api/v1/setup", map[string]string{"password": "another long password"}, nil); code != 409 {
 		t.Errorf("setup after reboot: %d, want 409 (already set)", code)
 	}
+
+	// psigate-push, as from an admin's machine on the LAN: gokrazy's
+	// update protocol with the build's password, then a kexec reboot
+	// that reads the switched command line.
+	bin := filepath.Join(t.TempDir(), "psigate-push")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/psigate/psigate/gokrazy/cmd/psigate-push").CombinedOutput(); err != nil {
+		t.Fatalf("building psigate-push: %v\n%s", err, out)
+	}
+	pwFile := filepath.Join(t.TempDir(), "gokr-pw.txt")
+	if err := os.WriteFile(pwFile, []byte(set.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	push := exec.Command(bin, "-host", v.Addr(gokrazyPort), "-password-file", pwFile, "-key", filepath.Join(set.dir, "update.pub"), "-timeout", "4m", set.v2.Bundle)
+	out, err := push.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psigate-push: %v\n%s", err, out)
+	}
+	t.Logf("psigate-push to 2.0.0 took %.1f s:\n%s", time.Since(start).Seconds(), out)
+	waitHealthy(t, v, p, "2.0.0", 3*time.Minute)
+	if !strings.Contains(v.Serial(), "PARTNROFF=2") {
+		t.Errorf("the kernel did not boot root B after the push")
+	}
 }
 
 // upload posts a bundle to the portal's firmware API.
