@@ -172,28 +172,31 @@ func waitDone(ctx context.Context, done chan struct{}) error {
 
 // prack takes a PRACK's RAck ("rseq cseq method"): true when it
 // acknowledges the provisional waiting for it (or one acknowledged
-// already, a retransmission).
-func (r *reliable) prack(rack string, inviteCSeq uint32) bool {
+// already, a retransmission). release lets a 2xx held for that
+// provisional go: call it after the PRACK's 200 is sent, so that the
+// caller sees the 200 to its PRACK before the 2xx to its INVITE.
+func (r *reliable) prack(rack string, inviteCSeq uint32) (ok bool, release func()) {
+	none := func() {}
 	f := strings.Fields(rack)
 	if len(f) != 3 || !strings.EqualFold(f[2], "INVITE") {
-		return false
+		return false, none
 	}
 	rseq, err1 := strconv.ParseUint(f[0], 10, 32)
 	cseq, err2 := strconv.ParseUint(f[1], 10, 32)
 	if err1 != nil || err2 != nil || uint32(cseq) != inviteCSeq {
-		return false
+		return false, none
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case uint32(rseq) == r.rseq && r.pending != nil:
-		close(r.pending)
+		pending := r.pending
 		r.pending, r.acked = nil, uint32(rseq)
-		return true
+		return true, func() { close(pending) }
 	case uint32(rseq) <= r.acked:
-		return true
+		return true, none
 	}
-	return false
+	return false, none
 }
 
 // handlePrack answers a PRACK in a caller's early (or just confirmed)
@@ -208,9 +211,15 @@ func (b *B2BUA) handlePrack(req *sip.Request, tx sip.ServerTransaction) {
 		b.mu.Unlock()
 	}
 	rack := req.GetHeader("RAck")
-	if r == nil || rack == nil || !r.prack(rack.Value(), r.in.InviteRequest.CSeq().SeqNo) {
+	if r == nil || rack == nil {
+		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	ok, release := r.prack(rack.Value(), r.in.InviteRequest.CSeq().SeqNo)
+	if !ok {
 		signal.Respond(b.log, tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	release()
 }
