@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/psigate/psigate/appliance/firmware"
 	"github.com/psigate/psigate/gokrazy/ota"
@@ -30,8 +31,14 @@ func updateDevice() (firmware.Device, error) {
 	return otaDevice{ota.Local(pw)}, nil
 }
 
-// otaDevice is an ota.Client as a firmware.Device: it reboots with
-// gokrazy's defaults.
+// otaDevice is an ota.Client as a firmware.Device. It reboots through
+// the firmware and boot loader, not kexec, so that the new version's
+// trial also proves the boot partition boots as after a power cut; and
+// synchronously, so that gokrazy stops the services (this appliance
+// included: its calls records and store are written back) and unmounts
+// /perm before the reset.
 type otaDevice struct{ *ota.Client }
 
-func (d otaDevice) Reboot(ctx context.Context) error { return d.Client.Reboot(ctx) }
+func (d otaDevice) Reboot(ctx context.Context) error {
+	return d.Client.Reboot(ctx, ota.WithoutKexec(), ota.Synchronous(), ota.WaitPerSignal(15*time.Second))
+}

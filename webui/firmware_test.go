@@ -36,8 +36,11 @@ type fwRig struct {
 
 func newFWRig(t *testing.T, edit ...func(*firmware.Options)) *fwRig {
 	t.Helper()
-	r := &fwRig{sign: firmwaretest.NewSigner(t), dev: firmwaretest.NewDevice(), rollback: filepath.Join(t.TempDir(), "rollback.json")}
+	r := &fwRig{sign: firmwaretest.NewSigner(t), dev: firmwaretest.NewDevice()}
+	var cmdline string
+	r.rollback, cmdline = firmwaretest.Box(t, testVersion)
 	r.opts = firmware.Options{
+		Cmdline:      cmdline,
 		Dir:          filepath.Join(t.TempDir(), "firmware"),
 		PublicKey:    r.sign.Pub,
 		Release:      firmware.Release{Version: testVersion, Target: fwTarget, BuildTime: time.Date(2025, 2, 1, 9, 0, 0, 0, time.UTC)},

@@ -114,6 +114,10 @@ type Options struct {
 	// Alarms gets the rollback alarm; nil for none.
 	Alarms Alarms
 	Log    *slog.Logger
+	// Cmdline is the kernel command line file, which names the running
+	// root partition and the disk; default /proc/cmdline when Device is
+	// set.
+	Cmdline string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// RebootDelay is how long after a successful install the appliance
@@ -162,6 +166,9 @@ func New(o Options) *Updater {
 	if o.NoDevice == "" {
 		o.NoDevice = "firmware updates need the appliance running from a psigate image"
 	}
+	if o.Cmdline == "" && o.Device != nil {
+		o.Cmdline = "/proc/cmdline"
+	}
 	return &Updater{opts: o, log: o.Log}
 }
 
@@ -199,9 +206,10 @@ type Status struct {
 	Rollback *RollbackEvent `json:"rollback,omitempty"`
 	// RollbackError says why the rollback file could not be read.
 	RollbackError string `json:"rollbackError,omitempty"`
-	// OnTrial is true until bootguard has confirmed the running version
-	// healthy; updates wait until then.
-	OnTrial bool `json:"onTrial"`
+	// OnTrial is true until bootguard has confirmed the running root
+	// partition healthy; installs wait until then (Trial says why).
+	OnTrial bool   `json:"onTrial"`
+	Trial   string `json:"trial,omitempty"`
 	// Confirmed is the version bootguard last confirmed healthy.
 	Confirmed string `json:"confirmedVersion,omitempty"`
 }
@@ -232,7 +240,8 @@ func (u *Updater) unavailable() string {
 // are possible, the last attempt and an undismissed rollback. It reads
 // the rollback file and raises or clears the alarm to match.
 func (u *Updater) Status() Status {
-	s := Status{Running: u.opts.Release, Unavailable: u.unavailable(), OnTrial: u.onTrial(), Confirmed: u.confirmed()}
+	s := Status{Running: u.opts.Release, Unavailable: u.unavailable(), Trial: u.trial(), Confirmed: u.confirmed()}
+	s.OnTrial = s.Trial != ""
 	s.Updatable = s.Unavailable == ""
 	if u.opts.PublicKey != nil {
 		s.KeyID = bundle.KeyID(u.opts.PublicKey)

@@ -63,6 +63,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	rollback, cmdline := firmwaretest.Box(t, runningVersion)
 	r := &rig{t: t, sign: firmwaretest.NewSigner(t), dir: filepath.Join(t.TempDir(), "firmware"),
 		dev: firmwaretest.NewDevice(), alarms: &fakeAlarms{m: map[string]string{}}}
 	r.opts = firmware.Options{
@@ -70,7 +71,8 @@ func newRig(t *testing.T) *rig {
 		PublicKey:    r.sign.Pub,
 		Release:      firmware.Release{Version: runningVersion, Target: target},
 		Device:       r.dev,
-		RollbackFile: filepath.Join(t.TempDir(), "rollback.json"),
+		RollbackFile: rollback,
+		Cmdline:      cmdline,
 		Alarms:       r.alarms,
 		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RebootDelay:  time.Millisecond,
@@ -395,8 +397,9 @@ func TestReadRelease(t *testing.T) {
 	}
 }
 
-// While bootguard has not confirmed the running version, the other root
-// partition holds its fallback: installs wait, and the status says so.
+// Until bootguard has confirmed the running root partition, the other
+// one is the fallback (or no good root is recorded at all): installs
+// wait, and the status says so.
 func TestInstallWaitsForTheTrial(t *testing.T) {
 	r := newRig(t)
 	state := filepath.Join(filepath.Dir(r.opts.RollbackFile), "state.json")
@@ -404,10 +407,13 @@ func TestInstallWaitsForTheTrial(t *testing.T) {
 	for _, tc := range []struct {
 		name, state string
 		trial       bool
+		confirmed   string
 	}{
-		{"no bootguard state", "", false},
-		{"unreadable state", "{", false},
-		{"previous version still the good one", `{"goodRoot":2,"goodVersion":"0.9.0"}`, true},
+		{"running root confirmed", `{"goodRoot":2,"goodVersion":"` + runningVersion + `"}`, false, runningVersion},
+		{"no bootguard state yet", "", true, ""},
+		{"unreadable state", "{", true, ""},
+		{"on trial: partition 3 is the fallback", `{"goodRoot":3,"goodVersion":"0.9.0"}`, true, ""},
+		{"same version on trial", `{"goodRoot":3,"goodVersion":"` + runningVersion + `"}`, true, ""},
 	} {
 		os.Remove(state)
 		if tc.state != "" {
@@ -415,24 +421,40 @@ func TestInstallWaitsForTheTrial(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got := u.Status().OnTrial; got != tc.trial {
-			t.Errorf("%s: OnTrial %v, want %v", tc.name, got, tc.trial)
+		s := u.Status()
+		if s.OnTrial != tc.trial || s.Confirmed != tc.confirmed || (s.Trial != "") != tc.trial {
+			t.Errorf("%s: on trial %v (%q), confirmed %q; want %v, %q", tc.name, s.OnTrial, s.Trial, s.Confirmed, tc.trial, tc.confirmed)
 		}
-	}
-	if _, err := u.Install(t.Context(), unread{t}); !errors.Is(err, firmware.ErrOnTrial) {
-		t.Fatalf("Install on trial: %v, want ErrOnTrial", err)
+		if tc.trial {
+			if _, err := u.Install(t.Context(), unread{t}); !errors.Is(err, firmware.ErrOnTrial) {
+				t.Errorf("%s: Install: %v, want ErrOnTrial", tc.name, err)
+			}
+		}
 	}
 	if ops := r.dev.Ops(); len(ops) != 0 {
 		t.Fatalf("device calls on trial: %q", ops)
 	}
-	if err := os.WriteFile(state, []byte(`{"goodRoot":3,"goodVersion":"`+runningVersion+`"}`), 0o644); err != nil {
+	if err := os.WriteFile(state, []byte(`{"goodRoot":2,"goodVersion":"`+runningVersion+`"}`), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	if s := u.Status(); s.OnTrial || s.Confirmed != runningVersion {
-		t.Fatalf("after bootguard confirmed the running version: on trial %v, confirmed %q", s.OnTrial, s.Confirmed)
 	}
 	if _, err := u.Install(t.Context(), bytes.NewReader(r.good())); err != nil {
 		t.Fatalf("Install after the trial: %v", err)
 	}
 	r.dev.WaitReboot(t)
+}
+
+// A bundle whose boot partition names another disk (an image built with
+// another Hostname) is refused after it verified, and nothing is written.
+func TestInstallRefusesAnotherDisk(t *testing.T) {
+	r := newRig(t)
+	u := firmware.New(r.opts)
+	other := r.sign.BundleFor(t, newVersion, target, "60c24cc1-f3f9-427a-8199-5daa376e0001")
+	_, err := u.Install(t.Context(), bytes.NewReader(other))
+	if !errors.Is(err, firmware.ErrRefused) || !strings.Contains(err.Error(), "another Hostname") {
+		t.Fatalf("Install: %v, want a refusal naming the disks", err)
+	}
+	if ops := r.dev.Ops(); len(ops) != 0 {
+		t.Fatalf("device calls: %q", ops)
+	}
+	r.wantClean()
 }

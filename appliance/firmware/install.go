@@ -45,8 +45,8 @@ var partWhat = map[string]string{"root": "the root partition", "boot": "the boot
 // Install refuses without reading: the other root partition holds the
 // fallback.
 func (u *Updater) Install(ctx context.Context, r io.Reader) (bundle.Manifest, error) {
-	if u.onTrial() {
-		return bundle.Manifest{}, u.trialError()
+	if why := u.trial(); why != "" {
+		return bundle.Manifest{}, u.trialError(why)
 	}
 	if err := u.begin(); err != nil {
 		return bundle.Manifest{}, err
@@ -125,6 +125,9 @@ func (u *Updater) install(ctx context.Context, r io.Reader, a *Attempt) (bundle.
 	}
 	if u.opts.Device == nil {
 		return m, unavailableError(fmt.Sprintf("%s; the bundle of version %s for %s verified, but nothing was written", u.opts.NoDevice, m.Version, m.Target))
+	}
+	if err := u.checkDisk(m); err != nil {
+		return m, err
 	}
 	if m.Version == u.opts.Release.Version {
 		a.Warning = fmt.Sprintf("version %s is the running version; it was installed again", m.Version)

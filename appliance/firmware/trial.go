@@ -6,45 +6,103 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/psigate/psigate/gokrazy/bundle"
+	"github.com/psigate/psigate/gokrazy/ota"
 )
 
 // guardState is the part of bootguard's state.json (next to its
-// rollback file) that says which version it has confirmed good.
+// rollback file) the updater reads: the root partition bootguard last
+// confirmed healthy, and its version.
 type guardState struct {
+	GoodRoot    int    `json:"goodRoot"`
 	GoodVersion string `json:"goodVersion"`
 }
 
-// onTrial reports whether bootguard has not yet confirmed the running
-// version: it runs from the partition an update wrote, and the other
-// partition holds the version it falls back to. Installing now would
-// overwrite that fallback, so Install waits until the trial is over.
-// Without bootguard's state (no bootguard, or before its first
-// confirmation on a new box) there is no trial.
-func (u *Updater) onTrial() bool {
-	good := u.confirmed()
-	return good != "" && good != u.opts.Release.Version
-}
+// ErrOnTrial: bootguard has not confirmed the running root partition.
+var ErrOnTrial = errors.New("the running firmware is not yet confirmed healthy")
 
-// confirmed is the version bootguard last confirmed healthy, "" when it
-// has confirmed none.
-func (u *Updater) confirmed() string {
-	if u.opts.RollbackFile == "" {
+// trial says why an install must wait, or "" when it need not. An
+// install writes the root partition that is not running. Until bootguard
+// has confirmed the running one healthy, that other partition is the
+// fallback it rolls back to (after an update), or bootguard has not
+// recorded any good root yet (a new box) and would take the new version
+// as good without a trial. Either way the install waits. Without a
+// device nothing is written, so nothing waits.
+func (u *Updater) trial() string {
+	if u.opts.Device == nil || u.opts.RollbackFile == "" {
 		return ""
 	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(u.opts.RollbackFile), "state.json"))
+	root, err := u.root()
+	if err != nil {
+		return fmt.Sprintf("the running root partition is unknown (%v)", err)
+	}
+	st, err := u.guardState()
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "bootguard has not yet confirmed this firmware healthy; it does a minute or so after the appliance starts"
+	case err != nil:
+		return fmt.Sprintf("bootguard's state cannot be read (%v)", err)
+	case st.GoodRoot != root.Partition:
+		return fmt.Sprintf("version %s runs on trial from partition %d; bootguard keeps it once it has stayed healthy, and until then partition %d holds the version it falls back to", u.opts.Release.Version, root.Partition, st.GoodRoot)
+	}
+	return ""
+}
+
+func (u *Updater) trialError(why string) error {
+	return fmt.Errorf("%w: %s; try again then", ErrOnTrial, why)
+}
+
+// confirmed is the version bootguard confirmed on the running root, ""
+// when it has not.
+func (u *Updater) confirmed() string {
+	root, err := u.root()
 	if err != nil {
 		return ""
 	}
-	var s guardState
-	if err := json.Unmarshal(b, &s); err != nil {
+	st, err := u.guardState()
+	if err != nil || st.GoodRoot != root.Partition {
 		return ""
 	}
-	return s.GoodVersion
+	return st.GoodVersion
 }
 
-// ErrOnTrial: the running version is not yet confirmed healthy.
-var ErrOnTrial = errors.New("the running firmware is still on trial")
+func (u *Updater) root() (ota.Root, error) {
+	if u.opts.Cmdline == "" {
+		return ota.Root{}, errors.New("no kernel command line")
+	}
+	b, err := os.ReadFile(u.opts.Cmdline)
+	if err != nil {
+		return ota.Root{}, err
+	}
+	return ota.ParseRoot(string(b))
+}
 
-func (u *Updater) trialError() error {
-	return fmt.Errorf("%w: version %s must stay healthy for a few minutes before bootguard keeps it (its fallback is on the partition an update would overwrite); try again then", ErrOnTrial, u.opts.Release.Version)
+func (u *Updater) guardState() (guardState, error) {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(u.opts.RollbackFile), "state.json"))
+	if err != nil {
+		return guardState{}, err
+	}
+	var st guardState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return guardState{}, fmt.Errorf("state.json: %w", err)
+	}
+	return st, nil
+}
+
+// checkDisk refuses a bundle whose boot partition names another disk
+// than the one running: built with another Hostname, its kernel would
+// wait for ever for its root.
+func (u *Updater) checkDisk(m bundle.Manifest) error {
+	if m.Disk == "" || u.opts.Cmdline == "" {
+		return nil
+	}
+	root, err := u.root()
+	if err != nil || root.Disk == "" {
+		return nil // not a gokrazy GPT command line: nothing to compare
+	}
+	if root.Disk != m.Disk {
+		return fmt.Errorf("%w: the bundle's boot partition boots the disk %s, this box's disk is %s (was the image built with another Hostname?); installing it would leave the box unable to find its root", ErrRefused, m.Disk, root.Disk)
+	}
+	return nil
 }

@@ -170,7 +170,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 func (b *build) writeBundle(r *Result) error {
 	m := bundle.Manifest{
 		Format: 1, Product: "psigate", Version: b.opts.Version, Target: r.Target,
-		BuildTime: b.opts.BuildTime, BuildTimestamp: b.buildTimestamp(),
+		BuildTime: b.opts.BuildTime, BuildTimestamp: b.buildTimestamp(), Disk: disk.PartUUID(b.cfg.Hostname),
 	}
 	f, err := os.Create(r.Bundle)
 	if err != nil {

@@ -88,7 +88,12 @@ type Manifest struct {
 	// the bundle polls for it to know that the box runs the new image.
 	BuildTimestamp string `json:"buildTimestamp"`
 	KeyID          string `json:"keyID"` // KeyID of the signing key, e.g. "3f2a9c0d11e4b7a8"
-	Parts          []Part `json:"parts"`
+	// Disk is the disk the boot partition's root= names: partition 1's
+	// GUID in lower case. gokrazy derives the GUIDs from the hostname at
+	// the first install, so a box must refuse a bundle naming another
+	// disk: its kernel would wait for ever for a root it cannot find.
+	Disk  string `json:"disk,omitempty"`
+	Parts []Part `json:"parts"`
 }
 
 // Part returns the manifest's part with the given name.

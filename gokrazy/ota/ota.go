@@ -221,6 +221,17 @@ func WaitPerSignal(d time.Duration) RebootOption {
 	return func(q url.Values) { q.Set("wait_per_signal", d.String()) }
 }
 
+// Synchronous makes gokrazy stop every service and unmount /perm before
+// it answers and reboots. Without it, gokrazy answers at once and resets
+// the machine a second later whether or not the services have stopped
+// and /perm is written back: right for a host pushing an update, wrong
+// for a program on the box whose own state must reach the disk. A
+// program on the box that asks for it is stopped itself meanwhile, so
+// the answer may never reach it.
+func Synchronous() RebootOption {
+	return func(q url.Values) { q.Del("async") }
+}
+
 // Reboot asks the device to stop its services and reboot. The device
 // answers at once (async=true) and reboots in the background.
 func (c *Client) Reboot(ctx context.Context, opts ...RebootOption) error {

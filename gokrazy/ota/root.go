@@ -1,4 +1,4 @@
-package main
+package ota
 
 import (
 	"errors"
@@ -17,7 +17,37 @@ var (
 	devRoot = regexp.MustCompile(`^/dev/(?:mmcblk[01]p|sda|loop0p|nvme0n1p)([23])$`)
 )
 
-// rootPartition returns the root partition, 2 or 3, that the kernel
+// Root is the root partition a kernel command line boots.
+type Root struct {
+	// Partition is 2 or 3.
+	Partition int
+	// Disk names the disk as root= does: partition 1's GUID in lower
+	// case (GPT), or the MBR disk signature; "" for the /dev/ form.
+	Disk string
+}
+
+// ParseRoot reads root= of a kernel command line.
+func ParseRoot(cmdline string) (Root, error) {
+	p, err := RootPartition(cmdline)
+	if err != nil {
+		return Root{}, err
+	}
+	r := Root{Partition: p}
+	for _, field := range strings.Fields(cmdline) {
+		v, ok := strings.CutPrefix(field, "root=PARTUUID=")
+		if !ok {
+			continue
+		}
+		if guid, _, ok := strings.Cut(v, "/PARTNROFF="); ok {
+			r.Disk = strings.ToLower(guid)
+		} else if sig, _, ok := strings.Cut(v, "-"); ok {
+			r.Disk = strings.ToLower(sig)
+		}
+	}
+	return r, nil
+}
+
+// RootPartition returns the root partition, 2 or 3, that the kernel
 // command line boots, in any of the forms gokrazy writes:
 //
 //	root=PARTUUID=<GUID of partition 1>/PARTNROFF=1   GPT: partition 2 (PARTNROFF=2: 3)
@@ -27,7 +57,7 @@ var (
 // gokrazy's /update/switch rewrites every root= at once, so several that
 // disagree mean the boot config is not gokrazy's: that is an error, as is
 // any other form.
-func rootPartition(cmdline string) (int, error) {
+func RootPartition(cmdline string) (int, error) {
 	part := 0
 	for _, field := range strings.Fields(cmdline) {
 		v, ok := strings.CutPrefix(field, "root=")

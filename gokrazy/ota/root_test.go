@@ -1,4 +1,4 @@
-package main
+package ota
 
 import (
 	"strings"
@@ -47,15 +47,15 @@ func TestRootPartition(t *testing.T) {
 		{"root=PARTUUID=a1b2c3d4-02 root=PARTUUID=a1b2c3d4-03", 0}, // disagreeing
 		{"root=PARTUUID=a1b2c3d4-02 root=bogus", 0},
 	} {
-		got, err := rootPartition(tc.cmdline)
+		got, err := RootPartition(tc.cmdline)
 		if tc.want == 0 {
 			if err == nil {
-				t.Errorf("rootPartition(%q) = %d, want an error", tc.cmdline, got)
+				t.Errorf("RootPartition(%q) = %d, want an error", tc.cmdline, got)
 			}
 			continue
 		}
 		if err != nil || got != tc.want {
-			t.Errorf("rootPartition(%q) = %d, %v; want %d", tc.cmdline, got, err, tc.want)
+			t.Errorf("RootPartition(%q) = %d, %v; want %d", tc.cmdline, got, err, tc.want)
 		}
 	}
 }
@@ -66,15 +66,15 @@ func FuzzRootPartition(f *testing.F) {
 	f.Add("root=/dev/mmcblk0p2 root=/dev/mmcblk0p2")
 	f.Add("root=PARTUUID=60c24cc1-f3f9-427a-8199-a1b2c3d40001/PARTNROFF=2\n")
 	f.Fuzz(func(t *testing.T, cmdline string) {
-		got, err := rootPartition(cmdline)
+		got, err := RootPartition(cmdline)
 		if err != nil {
 			return
 		}
 		if got != 2 && got != 3 {
-			t.Fatalf("rootPartition(%q) = %d", cmdline, got)
+			t.Fatalf("RootPartition(%q) = %d", cmdline, got)
 		}
 		if !strings.Contains(cmdline, "root=") {
-			t.Fatalf("rootPartition(%q) = %d without root=", cmdline, got)
+			t.Fatalf("RootPartition(%q) = %d without root=", cmdline, got)
 		}
 	})
 }

@@ -447,7 +447,9 @@ func TestAMD64DirectBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	push := exec.Command(bin, "-host", v.Addr(gokrazyPort), "-password-file", pwFile, "-key", filepath.Join(set.dir, "update.pub"), "-timeout", "4m", set.v2.Bundle)
+	// -kexec: with the kernel loaded by QEMU, only gokrazy's kexec
+	// reads the switched command line from the boot partition.
+	push := exec.Command(bin, "-kexec", "-host", v.Addr(gokrazyPort), "-password-file", pwFile, "-key", filepath.Join(set.dir, "update.pub"), "-timeout", "4m", set.v2.Bundle)
 	out, err := push.CombinedOutput()
 	if err != nil {
 		t.Fatalf("psigate-push: %v\n%s", err, out)

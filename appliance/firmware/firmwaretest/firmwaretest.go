@@ -151,8 +151,21 @@ func (s *Signer) KeyID() string { return bundle.KeyID(s.Pub) }
 // Bundle builds a bundle of the parts, signed.
 func (s *Signer) Bundle(t testing.TB, version, target string) []byte {
 	t.Helper()
+	return s.BundleFor(t, version, target, Disk)
+}
+
+// Disk is the disk the bundles of Bundle name, and the one Cmdline boots.
+const Disk = "60c24cc1-f3f9-427a-8199-3107e6400001"
+
+// Cmdline is a kernel command line of a box running root partition 2 of
+// Disk, as gokrazy writes it.
+const Cmdline = "console=ttyS0,115200 root=PARTUUID=" + Disk + "/PARTNROFF=1 ro init=/gokrazy/init rootwait"
+
+// BundleFor is Bundle for the given disk (partition 1's GUID).
+func (s *Signer) BundleFor(t testing.TB, version, target, disk string) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	m := bundle.Manifest{Version: version, Target: target,
+	m := bundle.Manifest{Version: version, Target: target, Disk: disk,
 		BuildTime: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), BuildTimestamp: "2025-03-01T12:00:00Z"}
 	if err := bundle.Write(&buf, s.Priv, m, s.Parts); err != nil {
 		t.Fatalf("bundle.Write: %v", err)
@@ -168,4 +181,21 @@ func (s *Signer) Part(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// Box makes the files of a box running root partition 2 (kernel command
+// line Cmdline) that bootguard has confirmed with version: it returns the
+// rollback file's path (bootguard's state.json is next to it) and the
+// command line's, for firmware.Options.
+func Box(t testing.TB, version string) (rollbackFile, cmdline string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmdline = filepath.Join(dir, "cmdline")
+	if err := os.WriteFile(cmdline, []byte(Cmdline+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(`{"goodRoot":2,"goodVersion":"`+version+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "rollback.json"), cmdline
 }

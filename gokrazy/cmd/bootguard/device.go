@@ -77,7 +77,7 @@ func (d *gokrazyDevice) Reboot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Reboot(ctx, ota.WithoutKexec())
+	return c.Reboot(ctx, ota.WithoutKexec(), ota.Synchronous(), ota.WaitPerSignal(15*time.Second))
 }
 
 // realClock is the system clock.

@@ -33,8 +33,9 @@ func TestGokrazyDevice(t *testing.T) {
 	if err := d.Reboot(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := fake.Reboots(); len(got) != 1 || got[0].Kexec || !got[0].Async {
-		t.Errorf("reboots = %+v, want one async without kexec", got)
+	// Synchronous: gokrazy stops the services and unmounts /perm first.
+	if got := fake.Reboots(); len(got) != 1 || got[0].Kexec || got[0].Async || got[0].WaitPerSignal != "15s" {
+		t.Errorf("reboots = %+v, want one synchronous, without kexec, 15s per signal", got)
 	}
 
 	noPassword := errors.New("open /etc/gokr-pw.txt: permission denied")

@@ -261,10 +261,15 @@ func (g *guard) rollback(ctx context.Context, b bootInfo, st state, reason strin
 	return outcomeRolledBack
 }
 
-// retryUntilDone calls f until it succeeds or ctx ends.
+// retryUntilDone calls f until it succeeds or ctx ends. Each attempt has
+// two minutes: a request that hangs (a dying SD card under gokrazy's
+// handler) must not stop the retries. The synchronous reboot waits for
+// every service to stop, well within that.
 func (g *guard) retryUntilDone(ctx context.Context, what string, f func(context.Context) error) error {
 	for {
-		err := f(ctx)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := f(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -100,7 +100,7 @@ func readBootInfo(log *slog.Logger, cmdlinePath, releasePath, bootIDPath string)
 	if err != nil {
 		return bootInfo{}, err
 	}
-	root, err := rootPartition(string(cmdline))
+	root, err := ota.RootPartition(string(cmdline))
 	if err != nil {
 		return bootInfo{}, err
 	}

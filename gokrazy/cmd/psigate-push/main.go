@@ -25,7 +25,7 @@ func main() {
 	flag.StringVar(&o.passwordFile, "password-file", "", "file with the box's gokrazy password (gokr-pw.txt), e.g. out/amd64/gokr-pw.txt")
 	flag.StringVar(&o.keyFile, "key", "", "public key (PEM) to check the bundle's signature with before sending; without it only sizes and hashes are checked")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long to wait for the box to come back running the new build")
-	flag.BoolVar(&o.kexec, "kexec", true, "let the box kexec its new kernel (amd64) instead of a full reset")
+	flag.BoolVar(&o.kexec, "kexec", false, "let the box kexec its new kernel (amd64) instead of a full reset through its firmware and boot loader (which also proves the new boot partition boots)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: psigate-push -host ADDR -password-file FILE [-key PUB] BUNDLE\n")
 		flag.PrintDefaults()
