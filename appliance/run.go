@@ -154,6 +154,12 @@ func components(states []supervisor.State) []webui.Component {
 	for _, s := range states {
 		c := webui.Component{Name: s.Name, State: "stopped", Detail: s.Err}
 		switch {
+		case s.Running && s.Err != "":
+			// Running, but the running configuration did not apply:
+			// /healthz reports it, so bootguard does not keep a new
+			// firmware that cannot apply the configuration the old one
+			// ran.
+			c.State = "degraded"
 		case s.Running:
 			c.State = "running"
 		case s.Err != "":

@@ -458,3 +458,40 @@ func TestInstallRefusesAnotherDisk(t *testing.T) {
 	}
 	r.wantClean()
 }
+
+// corrupting damages the staged root file just before it is sent, as a
+// failing SD card could between verification and writing.
+type corrupting struct {
+	*firmwaretest.Device
+	dir string
+	t   *testing.T
+}
+
+func (c corrupting) PutRoot(ctx context.Context, r io.Reader) error {
+	files, _ := filepath.Glob(filepath.Join(c.dir, "*", "root*"))
+	files2, _ := filepath.Glob(filepath.Join(c.dir, "root*"))
+	files = append(files, files2...)
+	if len(files) != 1 {
+		c.t.Fatalf("staged root files: %q", files)
+	}
+	f, err := os.OpenFile(files[0], os.O_WRONLY, 0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	f.WriteAt([]byte("XX"), 0)
+	f.Close()
+	return c.Device.PutRoot(ctx, r)
+}
+
+func TestInstallCatchesAStagedPartChanged(t *testing.T) {
+	r := newRig(t)
+	r.opts.Device = corrupting{Device: r.dev, dir: r.dir, t: t}
+	u := firmware.New(r.opts)
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	if err == nil || !strings.Contains(err.Error(), "the signed manifest says") {
+		t.Fatalf("Install: %v, want the mismatch with the manifest", err)
+	}
+	if ops := r.dev.Ops(); len(ops) != 1 || ops[0] != "root" {
+		t.Fatalf("device calls %q, want only the (inactive) root written, no switch", ops)
+	}
+}

@@ -2,6 +2,8 @@ package firmware
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,7 +135,7 @@ func (u *Updater) install(ctx context.Context, r io.Reader, a *Attempt) (bundle.
 		a.Warning = fmt.Sprintf("version %s is the running version; it was installed again", m.Version)
 		u.log.Warn("firmware bundle of the running version", "version", m.Version)
 	}
-	return m, u.write(ctx, staged)
+	return m, u.write(ctx, m, staged)
 }
 
 // stage reads the bundle into files under dir; it returns the staged
@@ -251,7 +253,7 @@ func (sf *stagedFile) wrap(err error) error {
 
 // write puts the staged parts on the device in partOrder and switches
 // the next boot to the new root partition.
-func (u *Updater) write(ctx context.Context, staged map[string]string) error {
+func (u *Updater) write(ctx context.Context, m bundle.Manifest, staged map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.opts.WriteTimeout)
 	defer cancel()
 	d := u.opts.Device
@@ -261,7 +263,8 @@ func (u *Updater) write(ctx context.Context, staged map[string]string) error {
 		if !ok {
 			continue
 		}
-		if err := u.writePart(ctx, name, path, put[name]); err != nil {
+		want, _ := m.Part(name)
+		if err := u.writePart(ctx, want, path, put[name]); err != nil {
 			if name != "root" {
 				// The running system boots from these too.
 				return fmt.Errorf("%w; %s may be damaged: install the update again before restarting the appliance", err, partWhat[name])
@@ -278,8 +281,12 @@ func (u *Updater) write(ctx context.Context, staged map[string]string) error {
 	return nil
 }
 
-func (u *Updater) writePart(ctx context.Context, name, path string, put func(context.Context, io.Reader) error) error {
-	what := partWhat[name]
+// writePart sends a staged part to the device. The device answers the
+// digest of what it wrote, which the client compares with what it sent;
+// what was sent is compared here with the signed manifest, so a staged
+// file damaged on /perm after its verification is caught too.
+func (u *Updater) writePart(ctx context.Context, want bundle.Part, path string, put func(context.Context, io.Reader) error) error {
+	what := partWhat[want.Name]
 	u.setStep("writing " + what)
 	f, err := os.Open(path)
 	if err != nil {
@@ -287,15 +294,27 @@ func (u *Updater) writePart(ctx context.Context, name, path string, put func(con
 	}
 	defer f.Close()
 	start := time.Now()
-	if err := put(ctx, f); err != nil {
+	h := sha256.New()
+	n := &countWriter{w: h}
+	if err := put(ctx, io.TeeReader(f, n)); err != nil {
 		return fmt.Errorf("firmware: writing %s: %w", what, err)
 	}
-	size := int64(-1)
-	if fi, err := f.Stat(); err == nil {
-		size = fi.Size()
+	if got := hex.EncodeToString(h.Sum(nil)); n.n != want.Size || got != want.SHA256 {
+		return fmt.Errorf("firmware: writing %s: sent %d bytes with SHA-256 %s, the signed manifest says %d bytes with %s: the staged copy changed on disk", what, n.n, got, want.Size, want.SHA256)
 	}
-	u.log.Info("firmware: part written", "part", name, "bytes", size, "duration", time.Since(start))
+	u.log.Info("firmware: part written", "part", want.Name, "bytes", n.n, "duration", time.Since(start))
 	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // reboot restarts the appliance into the installed version. When that

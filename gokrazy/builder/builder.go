@@ -35,7 +35,7 @@ type Options struct {
 	Version   string    // the firmware version, e.g. "1.4.0" or a git describe
 	BuildTime time.Time // every timestamp in the image; default now
 
-	Password     string             // gokrazy's HTTP password (required: never a default)
+	Password     string             // gokrazy's HTTP password (required: never a default), put into the disk image's /perm only
 	SigningKey   ed25519.PrivateKey // signs the update bundle
 	PublicKeyPEM []byte             // the key the image trusts for updates
 	CABundle     []byte             // /etc/ssl/ca-bundle.pem
@@ -200,6 +200,7 @@ func (b *build) writeDisk(r *Result) error {
 	return disk.Write(r.Disk, disk.Image{
 		Hostname: b.cfg.Hostname, Arch: disk.Arch(b.cfg.Arch()), Size: b.opts.DiskSize,
 		Boot: boot, Root: root, Perm: true, Time: b.opts.BuildTime,
+		PermFiles: map[string][]byte{"gokr-pw.txt": []byte(b.opts.Password)},
 	})
 }
 

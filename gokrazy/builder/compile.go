@@ -19,7 +19,11 @@ import (
 func (b *build) goTool(ctx context.Context, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, b.opts.Go, args...)
 	cmd.Dir = b.opts.ModuleDir
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+b.cfg.Arch(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+	// The target's baseline instruction sets, whatever the build
+	// machine's environment says: an init built for a newer CPU would
+	// not start on an older box.
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+b.cfg.Arch(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly",
+		"GOAMD64=v1", "GOARM64=v8.0", "GOEXPERIMENT=")
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

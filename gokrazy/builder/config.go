@@ -191,6 +191,19 @@ func (c *Config) Validate() error {
 			bad("Update.HTTPPassword: keep the password out of the configuration; the builder generates one next to the signing key")
 		}
 	}
+	for _, a := range c.KernelExtraArgs {
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) || strings.HasPrefix(a, "root=") {
+			bad("KernelExtraArgs %q: one kernel argument, printable, and not root= (the builder sets it)", a)
+		}
+	}
+	if strings.ContainsFunc(c.SerialConsole, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		bad("SerialConsole %q: a console name such as ttyS0,115200", c.SerialConsole)
+	}
+	for _, l := range c.BootloaderExtraLines {
+		if strings.ContainsAny(l, "\r\n") {
+			bad("BootloaderExtraLines %q: one line each", l)
+		}
+	}
 	if len(c.MountDevices) > 0 {
 		bad("MountDevices are not supported by this builder")
 	}

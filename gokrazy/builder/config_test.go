@@ -1,12 +1,14 @@
 package builder
 
 import (
+	"crypto/ed25519"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The instance configurations in the repository parse, validate and say
@@ -53,6 +55,10 @@ func TestParseConfigRefuses(t *testing.T) {
 		"file under perm":  {`{"Hostname":"a","Packages":["x/y"],"PackageConfig":{"x/y":{"ExtraFileContents":{"/perm/x":"1"}}}}`, "/perm"},
 		"relative file":    {`{"Hostname":"a","Packages":["x/y"],"PackageConfig":{"x/y":{"ExtraFilePaths":{"etc/x":"a"}}}}`, "clean absolute"},
 		"bad port":         {`{"Hostname":"a","Packages":["x/y"],"Update":{"HTTPPort":"80a"}}`, "not a port"},
+		"newline in args":  {`{"Hostname":"a","Packages":["x/y"],"KernelExtraArgs":["quiet\nlinux /evil"]}`, "KernelExtraArgs"},
+		"second root":      {`{"Hostname":"a","Packages":["x/y"],"KernelExtraArgs":["root=/dev/sda3"]}`, "not root="},
+		"console space":    {`{"Hostname":"a","Packages":["x/y"],"SerialConsole":"ttyS0 init=/bin/sh"}`, "SerialConsole"},
+		"bootloader lines": {`{"Hostname":"a","Packages":["x/y"],"BootloaderExtraLines":["a\nb"]}`, "one line"},
 		"password in file": {`{"Hostname":"a","Packages":["x/y"],"Update":{"HTTPPassword":"secret"}}`, "keep the password out"},
 	} {
 		_, err := ParseConfig([]byte(tc.json))
@@ -153,3 +159,26 @@ func FuzzParseConfig(f *testing.F) {
 		_ = c.Target()
 	})
 }
+
+// Extra files must stay inside the image: the tree's links (/var to
+// /perm/var, /etc/resolv.conf to /tmp) point outside it on the build
+// machine.
+func TestExtraFilesStayInTheImage(t *testing.T) {
+	for _, dst := range []string{"/var/lib/x", "/etc/resolv.conf"} {
+		dir := t.TempDir()
+		tree := filepath.Join(dir, "root")
+		c := &Config{Hostname: "h", Packages: []string{"x/y"}, PackageConfig: map[string]PackageConfig{"x/y": {ExtraFileContents: map[string]string{dst: "x"}}}}
+		b := &build{cfg: c, opts: Options{SigningKey: testKey(), BuildTime: time.Unix(0, 0)}}
+		if err := os.MkdirAll(filepath.Join(tree, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Symlink("/perm/var", filepath.Join(tree, "var"))
+		os.Symlink("/tmp/resolv.conf", filepath.Join(tree, "etc", "resolv.conf"))
+		err := b.writeFiles(tree, map[string][]byte{dst: []byte("x")})
+		if err == nil || !strings.Contains(err.Error(), "link") {
+			t.Errorf("extra file %s: %v, want a refusal", dst, err)
+		}
+	}
+}
+
+func testKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)) }

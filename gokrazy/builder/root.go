@@ -3,7 +3,9 @@ package builder
 import (
 	"archive/zip"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // stageRoot lays out the root filesystem's tree under dir: the programs,
@@ -60,7 +63,7 @@ func (b *build) stageRoot(ctx context.Context, dir string) error {
 		"/etc/gokrazy/psigate-programs.txt": []byte(strings.Join(b.programNames(), "\n") + "\n"),
 	}
 	if b.opts.Password != "" {
-		files["/etc/gokr-pw.txt"] = []byte(b.opts.Password)
+		files["/etc/gokr-pw.txt"] = []byte(b.rootPassword())
 	}
 	for pkg, pc := range b.cfg.PackageConfig {
 		for dst, content := range pc.ExtraFileContents {
@@ -88,12 +91,26 @@ func (b *build) stageRoot(ctx context.Context, dir string) error {
 		return err
 	}
 	files["/etc/gokrazy/sbom.json"] = sbom
+	return b.writeFiles(dir, files)
+}
+
+// writeFiles writes files (by path in the image) into the tree at dir.
+// The tree has links (/var to /perm/var, /etc/resolv.conf to /tmp) that
+// point outside it on the build machine: no file may be written through
+// one.
+func (b *build) writeFiles(dir string, files map[string][]byte) error {
 	for name, data := range files {
 		mode := fs.FileMode(0o644)
 		if name == "/etc/gokr-pw.txt" {
 			mode = 0o400
 		}
-		p := filepath.Join(dir, filepath.FromSlash(name))
+		p := dir
+		for _, elem := range strings.Split(strings.Trim(name, "/"), "/") {
+			p = filepath.Join(p, elem)
+			if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				return fmt.Errorf("extra file %s: the image has a link at %s", name, strings.TrimPrefix(p, dir))
+			}
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
@@ -236,4 +253,17 @@ func readGlob(dir string, patterns ...string) (map[string][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// rootPassword is the gokrazy password in the root file system. gokrazy
+// reads /perm/gokr-pw.txt first, which the first-install image holds
+// with the real password; the root, which every update bundle carries,
+// holds this one instead: derived from the signing key and the build, so
+// that the image is reproducible, and useless to whoever unpacks a
+// bundle. gokrazy falls back to it only when /perm is not mounted, and
+// programs on the box then read the same file.
+func (b *build) rootPassword() string {
+	mac := hmac.New(sha256.New, b.opts.SigningKey.Seed())
+	mac.Write([]byte("psigate root gokrazy password\x00" + b.opts.Version + "\x00" + b.opts.BuildTime.Format(time.RFC3339)))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 }

@@ -18,6 +18,13 @@ import (
 // refuses to overwrite either file: losing a signing key strands every box
 // that trusts it.
 func GenerateKey(privPath, pubPath string) error {
+	// Neither may exist: a new private key next to an old public key
+	// would sign what the boxes refuse.
+	for _, p := range []string{privPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("writing key: %s already exists", p)
+		}
+	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generating signing key: %w", err)

@@ -84,6 +84,11 @@ type Image struct {
 	// mounts at /perm. It needs e2fsprogs' mke2fs. Without it partition 4
 	// stays zero and gokrazy runs without /perm.
 	Perm bool
+	// PermFiles are put into /perm (with Perm), by name, mode 0600: e.g.
+	// "gokr-pw.txt", the gokrazy password, which gokrazy reads from /perm
+	// before /etc so that it is in the first-install image only, not in
+	// every update's root.
+	PermFiles map[string][]byte
 	// Time is the creation time recorded in /perm (required with Perm), so
 	// that equal inputs give equal images. E.g. the build's commit time.
 	Time time.Time

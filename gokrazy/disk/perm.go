@@ -1,12 +1,16 @@
 package disk
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 )
 
 // /perm is made by e2fsprogs' mke2fs, not in Go: go-diskfs v1.9.4's ext4
@@ -36,12 +40,15 @@ const permConfig = `[defaults]
 
 // findMke2fs returns the path of mke2fs, which is in sbin directories that
 // a normal user's PATH often lacks.
-func findMke2fs() (string, error) {
-	p, err := exec.LookPath("mke2fs")
+func findMke2fs() (string, error) { return findSbin("mke2fs") }
+
+// findSbin finds an e2fsprogs program in PATH or the sbin directories.
+func findSbin(name string) (string, error) {
+	p, err := exec.LookPath(name)
 	if err == nil {
 		return p, nil
 	}
-	for _, p := range []string{"/usr/sbin/mke2fs", "/sbin/mke2fs"} {
+	for _, p := range []string{"/usr/sbin/" + name, "/sbin/" + name} {
 		if _, serr := os.Stat(p); serr == nil {
 			return p, nil
 		}
@@ -67,8 +74,32 @@ func formatPerm(mke2fs, path string, img Image, p partition) error {
 		return fmt.Errorf("formatting /perm: writing %s: %w", conf.Name(), err)
 	}
 	ext := fmt.Sprintf("offset=%d,lazy_itable_init=1,hash_seed=%s,root_owner=0:0", p.offset(), permHashSeed(img.Hostname))
-	cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-T", "default",
-		"-L", "perm", "-U", p.guid, "-E", ext, path, strconv.FormatInt(p.size()/1024, 10)+"k")
+	args := []string{"-q", "-F", "-t", "ext4", "-T", "default", "-L", "perm", "-U", p.guid, "-E", ext}
+	if len(img.PermFiles) > 0 {
+		dir, err := os.MkdirTemp("", "psigate-perm-")
+		if err != nil {
+			return fmt.Errorf("formatting /perm: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		for name, data := range img.PermFiles {
+			if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+				return fmt.Errorf("%w: Image.PermFiles: %q is not a file name", ErrInvalid, name)
+			}
+			f := filepath.Join(dir, name)
+			if err := os.WriteFile(f, data, 0o600); err != nil {
+				return fmt.Errorf("formatting /perm: %w", err)
+			}
+			if err := os.Chtimes(f, img.Time, img.Time); err != nil {
+				return fmt.Errorf("formatting /perm: %w", err)
+			}
+		}
+		if err := os.Chtimes(dir, img.Time, img.Time); err != nil {
+			return fmt.Errorf("formatting /perm: %w", err)
+		}
+		args = append(args, "-d", dir)
+	}
+	args = append(args, path, strconv.FormatInt(p.size()/1024, 10)+"k")
+	cmd := exec.Command(mke2fs, args...)
 	// Only these variables: the caller's MKE2FS_* must not change the result.
 	cmd.Env = []string{
 		"MKE2FS_CONFIG=" + conf.Name(),
@@ -76,6 +107,36 @@ func formatPerm(mke2fs, path string, img Image, p partition) error {
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("formatting /perm: %s: %w: %s", cmd, err, out)
+	}
+	return fixPermTimes(path, img, p, cmd.Env)
+}
+
+// fixPermTimes sets the change time of the files mke2fs copied into
+// /perm, which it takes from the build machine's files (a change time
+// cannot be set there), to img.Time, so that the image is reproducible.
+func fixPermTimes(path string, img Image, p partition, env []string) error {
+	if len(img.PermFiles) == 0 {
+		return nil
+	}
+	debugfs, err := findSbin("debugfs")
+	if err != nil {
+		return fmt.Errorf("formatting /perm: %w", err)
+	}
+	names := make([]string, 0, len(img.PermFiles))
+	for name := range img.PermFiles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var script strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&script, "set_inode_field /%s ctime @%d\n", name, img.Time.Unix())
+	}
+	cmd := exec.Command(debugfs, "-w", "-f", "-", fmt.Sprintf("%s?offset=%d", path, p.offset()))
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader(script.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("set_inode_field: ")) {
+		return fmt.Errorf("formatting /perm: %s: %v: %s", cmd, err, out)
 	}
 	return nil
 }

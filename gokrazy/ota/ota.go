@@ -246,18 +246,37 @@ func (c *Client) Reboot(ctx context.Context, opts ...RebootOption) error {
 // BuildTimestamp returns the BuildTimestamp of the running image, which
 // changes when the device has booted a new one.
 func (c *Client) BuildTimestamp(ctx context.Context) (string, error) {
+	s, err := c.Status(ctx)
+	return s.BuildTimestamp, err
+}
+
+// Status is what gokrazy's status page says about the device.
+type Status struct {
+	BuildTimestamp string // the running init's build
+	Model          string // e.g. "Raspberry Pi 4 Model B Rev 1.4" or "QEMU"
+}
+
+// Status reads the device's status (GET / as JSON).
+func (c *Client) Status(ctx context.Context) (Status, error) {
 	// The status answer lists every service; 16 MiB is far more than it is.
 	b, err := c.call(ctx, http.MethodGet, "/", nil, "application/json", 16<<20)
 	if err != nil {
-		return "", err
+		return Status{}, err
 	}
-	var status struct {
-		BuildTimestamp string
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("gokrazy %s: GET /: %w", c.name, err)
 	}
-	if err := json.Unmarshal(b, &status); err != nil {
-		return "", fmt.Errorf("gokrazy %s: GET /: %w", c.name, err)
+	return s, nil
+}
+
+// Target is the kind of box a model is, as update bundles name it: "rpi"
+// for a Raspberry Pi, else "amd64" (psigate's other target).
+func (s Status) Target() string {
+	if strings.HasPrefix(s.Model, "Raspberry Pi") {
+		return "rpi"
 	}
-	return status.BuildTimestamp, nil
+	return "amd64"
 }
 
 // call sends a request and returns the body of a 2xx answer, at most limit

@@ -221,6 +221,7 @@ func boot(t *testing.T, o vm.Options) *vm.VM {
 		v.Stop()
 		if t.Failed() {
 			t.Logf("serial console:\n%s", tail(v.Serial(), 80))
+			t.Logf("QEMU's output:\n%s", v.Output())
 		}
 	})
 	return v
@@ -694,6 +695,14 @@ func TestBuildReproducible(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			// The update's root (what a bundle carries) holds no usable
+			// gokrazy password; the first-install disk's /perm does.
+			out, err := exec.Command("unsquashfs", "-cat", r.Root, "etc/gokr-pw.txt").Output()
+			if err != nil || len(out) < 16 || strings.Contains(string(out), password) {
+				t.Errorf("the root's etc/gokr-pw.txt: %v, %d bytes, the real password: %v", err, len(out), strings.Contains(string(out), password))
+			}
 		}
 		sums[i] = map[string]string{}
 		for name, p := range map[string]string{"disk": r.Disk, "boot": r.Boot, "root": r.Root, "mbr": r.MBR, "bundle": r.Bundle} {

@@ -157,7 +157,10 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		args = append(args, "qemu-system-aarch64", "-M", "raspi3b", "-display", "none", "-monitor", "none",
 			"-serial", "file:"+o.Serial, // the PL011, ttyAMA1 in the Pi device tree
 			"-kernel", o.Kernel, "-dtb", o.DTB, "-drive", "if=sd,format=raw,file="+o.Disk,
-			"-append", o.Append+" initcall_blacklist=bcm2835_wdt_driver_init")
+			// One of the board's four cores: under software emulation on a
+			// busy machine, four vCPUs on fewer host cores can spin on
+			// each other's locks for minutes.
+			"-append", o.Append+" initcall_blacklist=bcm2835_wdt_driver_init maxcpus=1")
 	default:
 		return nil, fmt.Errorf("vm: unknown boot %d", o.Boot)
 	}
@@ -218,6 +221,13 @@ func (v *VM) Stop() {
 	}
 	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 	<-v.done
+}
+
+// Output is what QEMU itself printed (its errors).
+func (v *VM) Output() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.out.String()
 }
 
 // Serial is what the guest has written to its serial console so far.

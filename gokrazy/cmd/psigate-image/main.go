@@ -37,11 +37,11 @@ func main() {
 		secrets   string
 		buildTime string
 	)
-	home, _ := os.UserConfigDir()
+	config, configErr := os.UserConfigDir()
 	flag.StringVar(&o.ConfigPath, "config", "gokrazy/instances/amd64/config.json", "instance configuration (gok's config.json)")
 	flag.StringVar(&o.OutDir, "out", "out/amd64", "output folder")
 	flag.StringVar(&o.Version, "version", "", "firmware version (required)")
-	flag.StringVar(&secrets, "secrets", filepath.Join(home, "psigate"), "folder of the gokrazy password and the update signing key (made if missing)")
+	flag.StringVar(&secrets, "secrets", "", "folder of the gokrazy password and the update signing key, made on the first build (default $XDG_CONFIG_HOME/psigate or ~/.config/psigate)")
 	flag.StringVar(&buildTime, "build-time", "", "timestamp of every file, RFC 3339 (default $SOURCE_DATE_EPOCH, else now)")
 	flag.Int64Var(&o.DiskSize, "size", 2<<30, "bytes of the full disk image (/perm takes what the root partitions leave)")
 	flag.BoolVar(&o.NoDisk, "no-disk", false, "write only the update parts and bundle")
@@ -49,6 +49,13 @@ func main() {
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o.Log = log
+	if secrets == "" {
+		if configErr != nil {
+			fmt.Fprintln(os.Stderr, "psigate-image: no -secrets and no user configuration folder:", configErr)
+			os.Exit(2)
+		}
+		secrets = filepath.Join(config, "psigate")
+	}
 	if err := run(o, secrets, buildTime); err != nil {
 		fmt.Fprintln(os.Stderr, "psigate-image:", err)
 		os.Exit(1)
@@ -92,7 +99,11 @@ func run(o builder.Options, secrets, buildTime string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.OutDir, "gokr-pw.txt"), []byte(o.Password+"\n"), 0o600); err != nil {
+	pwOut := filepath.Join(o.OutDir, "gokr-pw.txt")
+	if err := os.WriteFile(pwOut, []byte(o.Password+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(pwOut, 0o600); err != nil { // WriteFile keeps an older file's mode
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(o.OutDir, "update-signing.pub"), o.PublicKeyPEM, 0o644); err != nil {

@@ -52,7 +52,7 @@ func push(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	c := ota.New(o.host, password)
-	before, err := checkDevice(ctx, c, out)
+	before, err := checkDevice(ctx, c, m, out)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func readPassword(path string) (string, error) {
 
 // checkDevice checks the device's update features and returns the build
 // it runs.
-func checkDevice(ctx context.Context, c *ota.Client, out io.Writer) (string, error) {
+func checkDevice(ctx context.Context, c *ota.Client, m bundle.Manifest, out io.Writer) (string, error) {
 	err := step(out, "features", func() (string, error) {
 		f, err := c.Features(ctx)
 		if err != nil {
@@ -138,9 +138,17 @@ func checkDevice(ctx context.Context, c *ota.Client, out io.Writer) (string, err
 	}
 	var before string
 	err = step(out, "before", func() (string, error) {
-		var err error
-		before, err = c.BuildTimestamp(ctx)
-		return "build " + before, err
+		st, err := c.Status(ctx)
+		if err != nil {
+			return "", err
+		}
+		before = st.BuildTimestamp
+		// A bundle for the other kind of box would leave it unable to
+		// boot: a Pi's boot files on a PC's boot partition, or the reverse.
+		if st.Target() != m.Target {
+			return "", fmt.Errorf("the bundle is for %s, but the box is a %q (%s): nothing was written", m.Target, st.Model, st.Target())
+		}
+		return fmt.Sprintf("build %s on %s", before, st.Model), nil
 	})
 	return before, err
 }

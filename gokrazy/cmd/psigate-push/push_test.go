@@ -264,3 +264,20 @@ func TestReadPasswordEmpty(t *testing.T) {
 		t.Error("an empty password file was accepted")
 	}
 }
+
+// A bundle for the other kind of box is not written: the Raspberry Pi
+// says so in its model, a PC does not.
+func TestPushRefusesOtherTarget(t *testing.T) {
+	f := newFixture(t) // an amd64 bundle
+	d := newDevice(t, otatest.Config{Model: "Raspberry Pi 4 Model B Rev 1.4"})
+	var out bytes.Buffer
+	err := push(t.Context(), f.options(d), &out)
+	if err == nil || !strings.Contains(err.Error(), "the bundle is for amd64") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("push = %v, want a refusal naming the targets", err)
+	}
+	for _, r := range d.Requests() {
+		if strings.HasPrefix(r, "PUT") || strings.HasPrefix(r, "POST") {
+			t.Errorf("the device got %s", r)
+		}
+	}
+}

@@ -55,6 +55,9 @@ type Config struct {
 	// BuildTimestamp is that of the image running at start, e.g.
 	// "2026-11-01T10:00:00Z".
 	BuildTimestamp string
+	// Model is what the device says it is (gokrazy.Model()), e.g.
+	// "QEMU Standard PC (Q35 + ICH9, 2009)"; default "QEMU".
+	Model string
 	// ActiveRoot is the root partition running at start: 2 (default) or 3.
 	ActiveRoot int
 	// MBROnly leaves "gpt" out of the features, as on a box whose root=
@@ -86,6 +89,7 @@ type Device struct {
 	srv      *httptest.Server
 	password string
 	features string
+	model    string
 	upFor    int
 	downFor  int
 
@@ -134,6 +138,9 @@ func newDevice(cfg Config) *Device {
 	if cfg.DownRequests == 0 {
 		cfg.DownRequests = 2
 	}
+	if cfg.Model == "" {
+		cfg.Model = "QEMU"
+	}
 	features := "partuuid,updatehash,gpt,"
 	if cfg.MBROnly {
 		features = "partuuid,updatehash,"
@@ -144,6 +151,7 @@ func newDevice(cfg Config) *Device {
 	d := &Device{
 		password: cfg.Password,
 		features: features,
+		model:    cfg.Model,
 		upFor:    cfg.UpAfterReboot,
 		downFor:  cfg.DownRequests,
 		roots:    map[int][]byte{cfg.ActiveRoot: RootImage(cfg.BuildTimestamp, 64)},
@@ -283,11 +291,13 @@ func (d *Device) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	model := d.model
 	json.NewEncoder(w).Encode(struct {
 		Services       []string
 		BuildTimestamp string
 		Hostname       string
-	}{Services: []string{}, BuildTimestamp: ts, Hostname: "otatest"})
+		Model          string
+	}{Services: []string{}, BuildTimestamp: ts, Hostname: "otatest", Model: model})
 }
 
 func (d *Device) featuresHandler(w http.ResponseWriter, r *http.Request) {
