@@ -495,3 +495,19 @@ func TestInstallCatchesAStagedPartChanged(t *testing.T) {
 		t.Fatalf("device calls %q, want only the (inactive) root written, no switch", ops)
 	}
 }
+
+// Staging leaves room for the appliance's state: a bundle that does not
+// fit is refused with the sizes, and nothing is written.
+func TestInstallNeedsFreeSpace(t *testing.T) {
+	defer firmware.SetStagingReserve(1 << 62)()
+	r := newRig(t)
+	u := firmware.New(r.opts)
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	if err == nil || !strings.Contains(err.Error(), "must stay free") {
+		t.Fatalf("Install: %v, want a refusal for lack of space", err)
+	}
+	if ops := r.dev.Ops(); len(ops) != 0 {
+		t.Fatalf("device calls: %q", ops)
+	}
+	r.wantClean()
+}

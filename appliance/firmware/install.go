@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"path/filepath"
@@ -177,6 +178,10 @@ func refused(err error) error {
 var errBadPart = errors.New("unexpected part")
 
 // stager creates a file for each part bundle.Read streams.
+// stagingReserve is the space staging leaves free on the state's file
+// system.
+var stagingReserve int64 = 64 << 20
+
 type stager struct {
 	dir    string
 	files  map[string]string // part name -> staged file
@@ -190,6 +195,15 @@ func (s *stager) open(p bundle.Part) (io.WriteCloser, error) {
 	}
 	if _, dup := s.files[p.Name]; dup {
 		return nil, fmt.Errorf("%w: %q twice", errBadPart, p.Name)
+	}
+	// /perm also holds the appliance's store and bootguard's state:
+	// staging must not fill it.
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.dir, &st); err == nil {
+		free := int64(st.Bavail) * int64(st.Bsize)
+		if free-p.Size < stagingReserve {
+			return nil, fmt.Errorf("firmware: staging %s needs %d MiB, and %d MiB of the %d MiB free must stay free for the appliance's state: free space on %s first", partWhat[p.Name], p.Size>>20, stagingReserve>>20, free>>20, s.dir)
+		}
 	}
 	path := filepath.Join(s.dir, p.Name)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
