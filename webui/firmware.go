@@ -19,8 +19,9 @@ type FirmwareService interface {
 	Status() firmware.Status
 	// Install verifies and installs a bundle, then reboots the appliance
 	// shortly after returning; errors match firmware.ErrBusy,
-	// ErrUnavailable or ErrRefused, and their text is fit for the admin.
-	Install(ctx context.Context, r io.Reader) (bundle.Manifest, error)
+	// ErrUnavailable, ErrOnTrial or ErrRefused, and their text is fit for
+	// the admin.
+	Install(ctx context.Context, r io.Reader, o firmware.InstallOptions) (bundle.Manifest, error)
 	DismissRollback() error
 }
 
@@ -67,7 +68,7 @@ func (s *Server) installFirmware(w http.ResponseWriter, r *http.Request) (bundle
 	}{body, r.Body}
 	defer drainStarted(body)
 
-	src, err := bundleStream(r)
+	src, o, err := bundleStream(r)
 	if errors.Is(err, errCSRF) {
 		return bundle.Manifest{}, err // csrfRefused audits it
 	}
@@ -76,7 +77,7 @@ func (s *Server) installFirmware(w http.ResponseWriter, r *http.Request) (bundle
 		s.audit(r, user, "firmware-install", "refused: "+err.Error(), false)
 		return bundle.Manifest{}, err
 	}
-	m, err := s.opts.Firmware.Install(r.Context(), src)
+	m, err := s.opts.Firmware.Install(r.Context(), src, o)
 	if err != nil {
 		s.log.Warn("firmware install failed", "err", err)
 		s.audit(r, user, "firmware-install", firstLine(err.Error()), false)
@@ -89,42 +90,52 @@ func (s *Server) installFirmware(w http.ResponseWriter, r *http.Request) (bundle
 // bundleStream finds the bundle in a request without buffering it: the
 // multipart field "bundle", or else the raw body. When the session's CSRF
 // token is still to be checked, it must be the form's first field, "csrf"
-// (browsers send fields in document order).
-func bundleStream(r *http.Request) (io.Reader, error) {
+// (browsers send fields in document order). The admin's options come from
+// the query (allowOlder=true) or, in a form, the field "allowOlder"
+// before the file.
+func bundleStream(r *http.Request) (io.Reader, firmware.InstallOptions, error) {
+	var o firmware.InstallOptions
+	o.AllowOlder = r.URL.Query().Get("allowOlder") == "true"
 	sess := sessionFrom(r.Context())
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "multipart/form-data" {
 		if sess.csrfInBody {
-			return nil, errCSRF
+			return nil, o, errCSRF
 		}
-		return r.Body, nil
+		return r.Body, o, nil
 	}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errBadForm, err)
+		return nil, o, fmt.Errorf("%w: %w", errBadForm, err)
 	}
 	for needCSRF := sess.csrfInBody; ; needCSRF = false {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return nil, errNoBundle
+			return nil, o, errNoBundle
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errBadForm, err)
+			return nil, o, fmt.Errorf("%w: %w", errBadForm, err)
 		}
 		switch {
 		case needCSRF:
 			if p.FormName() != "csrf" {
-				return nil, errCSRF
+				return nil, o, errCSRF
 			}
 			token, err := io.ReadAll(io.LimitReader(p, 256))
 			if err != nil {
-				return nil, fmt.Errorf("%w: %w", errBadForm, err)
+				return nil, o, fmt.Errorf("%w: %w", errBadForm, err)
 			}
 			if err := sess.checkCSRFToken(string(token)); err != nil {
-				return nil, err
+				return nil, o, err
 			}
+		case p.FormName() == "allowOlder":
+			v, err := io.ReadAll(io.LimitReader(p, 16))
+			if err != nil {
+				return nil, o, fmt.Errorf("%w: %w", errBadForm, err)
+			}
+			o.AllowOlder = string(v) == "true"
 		case p.FormName() == "bundle":
-			return p, nil
+			return p, o, nil
 		}
 	}
 }

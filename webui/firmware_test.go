@@ -386,3 +386,19 @@ func TestHealthzNamesFailedServices(t *testing.T) {
 	set(webui.Component{Name: "portal", State: "running"}, webui.Component{Name: "sbc", State: "stopped"})
 	wantStatus(t, k.do(req{Path: "/healthz", Client: anon}), http.StatusServiceUnavailable, "healthz with a stopped service")
 }
+
+// An older build is refused with 422 unless allowOlder=true is asked for.
+func TestFirmwareAPIAllowOlder(t *testing.T) {
+	fw := newFWRig(t, func(o *firmware.Options) { o.Release.BuildTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) })
+	k := ready(t, withFirmware(fw.u))
+	r := k.send(http.MethodPost, "/api/v1/firmware", octets(fw.sign.Bundle(t, "0.9.0", fwTarget)))
+	wantStatus(t, r, http.StatusUnprocessableEntity, "POST an older firmware")
+	if !strings.Contains(string(r.Body), "older firmware") {
+		t.Fatalf("refusal: %s", r.Body)
+	}
+	wantOps(t, fw.dev)
+	r = k.send(http.MethodPost, "/api/v1/firmware?allowOlder=true", octets(fw.sign.Bundle(t, "0.9.0", fwTarget)))
+	wantStatus(t, r, http.StatusAccepted, "POST an older firmware with allowOlder=true")
+	fw.dev.WaitReboot(t)
+	wantOps(t, fw.dev, "root", "boot", "mbr", "switch", "reboot")
+}

@@ -102,7 +102,7 @@ func (r *rig) wantClean() {
 func TestInstallWritesRootBootMBRSwitchesAndReboots(t *testing.T) {
 	r := newRig(t)
 	u := firmware.New(r.opts)
-	m, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	m, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
 	if err != nil {
 		t.Fatalf("Install: %v", err)
 	}
@@ -123,7 +123,7 @@ func TestInstallWritesRootBootMBRSwitchesAndReboots(t *testing.T) {
 	if !s.Busy || !s.Rebooting || s.Last == nil || !s.Last.OK || s.Last.Version != newVersion || s.Last.Error != "" || s.Last.Warning != "" {
 		t.Fatalf("status after install: %+v, last %+v", s, s.Last)
 	}
-	if _, err := u.Install(t.Context(), bytes.NewReader(r.good())); !errors.Is(err, firmware.ErrBusy) {
+	if _, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{}); !errors.Is(err, firmware.ErrBusy) {
 		t.Fatalf("Install while rebooting: %v, want ErrBusy", err)
 	}
 	// The record outlives the process (the reboot).
@@ -155,7 +155,7 @@ func TestInstallRefusesBadBundles(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			u := firmware.New(r.opts)
-			_, err := u.Install(t.Context(), bytes.NewReader(c.bundle))
+			_, err := u.Install(t.Context(), bytes.NewReader(c.bundle), firmware.InstallOptions{})
 			if !errors.Is(err, firmware.ErrRefused) || !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
 				t.Fatalf("Install: %v, want ErrRefused and %v saying %q", err, c.want, c.text)
 			}
@@ -199,14 +199,14 @@ func TestInstallOneAtATime(t *testing.T) {
 	sr := &stepReader{first: good[:1024], rest: bytes.NewReader(good[1024:]), reading: make(chan struct{}), release: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := u.Install(context.Background(), sr)
+		_, err := u.Install(context.Background(), sr, firmware.InstallOptions{})
 		done <- err
 	}()
 	<-sr.reading
 	if s := u.Status(); !s.Busy || s.Rebooting || s.Step == "" {
 		t.Fatalf("status during an install: %+v", s)
 	}
-	_, err := u.Install(t.Context(), bytes.NewReader(good))
+	_, err := u.Install(t.Context(), bytes.NewReader(good), firmware.InstallOptions{})
 	if !errors.Is(err, firmware.ErrBusy) || !strings.Contains(err.Error(), "verifying the bundle") {
 		t.Fatalf("second Install: %v, want ErrBusy saying what the first does", err)
 	}
@@ -227,12 +227,12 @@ func TestInstallWithoutDeviceVerifiesOnly(t *testing.T) {
 	if s := u.Status(); s.Updatable || !strings.Contains(s.Unavailable, "psigate image") || s.KeyID != r.sign.KeyID() {
 		t.Fatalf("status without device: %+v", s)
 	}
-	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
 	if !errors.Is(err, firmware.ErrUnavailable) || !strings.Contains(err.Error(), "version "+newVersion) || !strings.Contains(err.Error(), "verified") {
 		t.Fatalf("Install without device: %v", err)
 	}
 	r.wantClean()
-	_, err = u.Install(t.Context(), bytes.NewReader(r.sign.Bundle(t, newVersion, "rpi")))
+	_, err = u.Install(t.Context(), bytes.NewReader(r.sign.Bundle(t, newVersion, "rpi")), firmware.InstallOptions{})
 	if !errors.Is(err, firmware.ErrRefused) || !errors.Is(err, bundle.ErrTarget) {
 		t.Fatalf("Install of a wrong-target bundle without device: %v", err)
 	}
@@ -262,7 +262,7 @@ func TestInstallWithoutKeyOrTargetRefusesAtOnce(t *testing.T) {
 			r := newRig(t)
 			c.edit(&r.opts)
 			u := firmware.New(r.opts)
-			_, err := u.Install(t.Context(), unread{t})
+			_, err := u.Install(t.Context(), unread{t}, firmware.InstallOptions{})
 			if !errors.Is(err, firmware.ErrUnavailable) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Install: %v", err)
 			}
@@ -280,7 +280,7 @@ func TestInstallDeviceFailure(t *testing.T) {
 	r := newRig(t)
 	r.dev.Fail("boot", errors.New("disk on fire"))
 	u := firmware.New(r.opts)
-	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
 	if err == nil || !strings.Contains(err.Error(), "writing the boot partition: disk on fire") || !strings.Contains(err.Error(), "install the update again") {
 		t.Fatalf("Install: %v", err)
 	}
@@ -297,7 +297,7 @@ func TestInstallRebootFailure(t *testing.T) {
 	r := newRig(t)
 	r.dev.Fail("reboot", errors.New("no"))
 	u := firmware.New(r.opts)
-	if _, err := u.Install(t.Context(), bytes.NewReader(r.good())); err != nil {
+	if _, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r.dev.WaitReboot(t)
@@ -318,7 +318,7 @@ func TestInstallRebootFailure(t *testing.T) {
 func TestInstallSameVersionWarns(t *testing.T) {
 	r := newRig(t)
 	u := firmware.New(r.opts)
-	if _, err := u.Install(t.Context(), bytes.NewReader(r.sign.Bundle(t, runningVersion, target))); err != nil {
+	if _, err := u.Install(t.Context(), bytes.NewReader(r.sign.Bundle(t, runningVersion, target)), firmware.InstallOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r.dev.WaitReboot(t)
@@ -426,7 +426,7 @@ func TestInstallWaitsForTheTrial(t *testing.T) {
 			t.Errorf("%s: on trial %v (%q), confirmed %q; want %v, %q", tc.name, s.OnTrial, s.Trial, s.Confirmed, tc.trial, tc.confirmed)
 		}
 		if tc.trial {
-			if _, err := u.Install(t.Context(), unread{t}); !errors.Is(err, firmware.ErrOnTrial) {
+			if _, err := u.Install(t.Context(), unread{t}, firmware.InstallOptions{}); !errors.Is(err, firmware.ErrOnTrial) {
 				t.Errorf("%s: Install: %v, want ErrOnTrial", tc.name, err)
 			}
 		}
@@ -437,7 +437,7 @@ func TestInstallWaitsForTheTrial(t *testing.T) {
 	if err := os.WriteFile(state, []byte(`{"goodRoot":2,"goodVersion":"`+runningVersion+`"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.Install(t.Context(), bytes.NewReader(r.good())); err != nil {
+	if _, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{}); err != nil {
 		t.Fatalf("Install after the trial: %v", err)
 	}
 	r.dev.WaitReboot(t)
@@ -449,7 +449,7 @@ func TestInstallRefusesAnotherDisk(t *testing.T) {
 	r := newRig(t)
 	u := firmware.New(r.opts)
 	other := r.sign.BundleFor(t, newVersion, target, "60c24cc1-f3f9-427a-8199-5daa376e0001")
-	_, err := u.Install(t.Context(), bytes.NewReader(other))
+	_, err := u.Install(t.Context(), bytes.NewReader(other), firmware.InstallOptions{})
 	if !errors.Is(err, firmware.ErrRefused) || !strings.Contains(err.Error(), "another Hostname") {
 		t.Fatalf("Install: %v, want a refusal naming the disks", err)
 	}
@@ -487,7 +487,7 @@ func TestInstallCatchesAStagedPartChanged(t *testing.T) {
 	r := newRig(t)
 	r.opts.Device = corrupting{Device: r.dev, dir: r.dir, t: t}
 	u := firmware.New(r.opts)
-	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
 	if err == nil || !strings.Contains(err.Error(), "the signed manifest says") {
 		t.Fatalf("Install: %v, want the mismatch with the manifest", err)
 	}
@@ -502,7 +502,7 @@ func TestInstallNeedsFreeSpace(t *testing.T) {
 	defer firmware.SetStagingReserve(1 << 62)()
 	r := newRig(t)
 	u := firmware.New(r.opts)
-	_, err := u.Install(t.Context(), bytes.NewReader(r.good()))
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
 	if err == nil || !strings.Contains(err.Error(), "must stay free") {
 		t.Fatalf("Install: %v, want a refusal for lack of space", err)
 	}
@@ -510,4 +510,23 @@ func TestInstallNeedsFreeSpace(t *testing.T) {
 		t.Fatalf("device calls: %q", ops)
 	}
 	r.wantClean()
+}
+
+// A bundle built before the running version is refused unless the admin
+// allows it: an old signed bundle must not quietly undo a fix.
+func TestInstallOlderOnlyWhenAllowed(t *testing.T) {
+	r := newRig(t)
+	r.opts.Release.BuildTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // after the signer's bundles
+	u := firmware.New(r.opts)
+	_, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{})
+	if !errors.Is(err, firmware.ErrRefused) || !strings.Contains(err.Error(), "older firmware") {
+		t.Fatalf("Install of an older build: %v, want a refusal", err)
+	}
+	if ops := r.dev.Ops(); len(ops) != 0 {
+		t.Fatalf("device calls: %q", ops)
+	}
+	if _, err := u.Install(t.Context(), bytes.NewReader(r.good()), firmware.InstallOptions{AllowOlder: true}); err != nil {
+		t.Fatalf("Install of an older build, allowed: %v", err)
+	}
+	r.dev.WaitReboot(t)
 }

@@ -44,10 +44,14 @@ var partWhat = map[string]string{"root": "the root partition", "boot": "the boot
 // must not leave a half-written boot partition); they are bounded by
 // WriteTimeout.
 //
+// A bundle built before the running version is refused unless
+// o.AllowOlder: an old signed bundle must not quietly bring back what a
+// later version fixed.
+//
 // While bootguard has not yet confirmed the running version (ErrOnTrial),
 // Install refuses without reading: the other root partition holds the
 // fallback.
-func (u *Updater) Install(ctx context.Context, r io.Reader) (bundle.Manifest, error) {
+func (u *Updater) Install(ctx context.Context, r io.Reader, o InstallOptions) (bundle.Manifest, error) {
 	if why := u.trial(); why != "" {
 		return bundle.Manifest{}, u.trialError(why)
 	}
@@ -55,7 +59,7 @@ func (u *Updater) Install(ctx context.Context, r io.Reader) (bundle.Manifest, er
 		return bundle.Manifest{}, err
 	}
 	a := Attempt{Started: u.opts.Now().UTC()}
-	m, err := u.install(ctx, r, &a)
+	m, err := u.install(ctx, r, o, &a)
 	a.Finished = u.opts.Now().UTC()
 	if err != nil {
 		a.Error = err.Error()
@@ -104,7 +108,7 @@ func (u *Updater) setStep(s string) {
 	u.step = s
 }
 
-func (u *Updater) install(ctx context.Context, r io.Reader, a *Attempt) (bundle.Manifest, error) {
+func (u *Updater) install(ctx context.Context, r io.Reader, o InstallOptions, a *Attempt) (bundle.Manifest, error) {
 	if why := u.cannotVerify(); why != "" {
 		return bundle.Manifest{}, unavailableError(why)
 	}
@@ -131,6 +135,9 @@ func (u *Updater) install(ctx context.Context, r io.Reader, a *Attempt) (bundle.
 	}
 	if err := u.checkDisk(m); err != nil {
 		return m, err
+	}
+	if run := u.opts.Release.BuildTime; !o.AllowOlder && !run.IsZero() && m.BuildTime.Before(run) {
+		return m, fmt.Errorf("%w: version %s was built %s, before the running %s (%s); an older firmware is installed only when asked to (allow older)", ErrRefused, m.Version, m.BuildTime.UTC().Format(time.DateTime), u.opts.Release.Version, run.UTC().Format(time.DateTime))
 	}
 	if m.Version == u.opts.Release.Version {
 		a.Warning = fmt.Sprintf("version %s is the running version; it was installed again", m.Version)
@@ -178,6 +185,12 @@ func refused(err error) error {
 var errBadPart = errors.New("unexpected part")
 
 // stager creates a file for each part bundle.Read streams.
+// InstallOptions are the admin's choices for one install.
+type InstallOptions struct {
+	// AllowOlder installs a bundle built before the running version.
+	AllowOlder bool
+}
+
 // stagingReserve is the space staging leaves free on the state's file
 // system.
 var stagingReserve int64 = 64 << 20
