@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: image image-amd64 image-rpi qemu push run demo build test test-short lint bench bench-store bench-media bench-register bench-calls clean
+.PHONY: bench-image image image-amd64 image-rpi qemu push run demo build test test-short lint bench bench-store bench-media bench-register bench-calls clean
 
 ## run: build and start the appliance with data under ./var; prints the portal URL
 run: build
@@ -53,7 +53,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## bench: every benchmark, one "bench <name> <value> <unit>" line per figure
-bench: bench-store bench-media bench-register bench-calls
+bench: bench-store bench-media bench-register bench-calls bench-image
 
 ## bench-store: configuration apply against a bare bbolt transaction of the same size
 bench-store:
@@ -68,6 +68,10 @@ bench-media:
 bench-register:
 	@{ PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'RegisterThroughSBC|BindingMemory' -benchtime 1x -count=1 -timeout 10m ./sbc/ && \
 	   PSIGATE_REQUIRE_PEERS=1 $(GO) test -run '^$$' -bench 'TLSSubscribers' -benchtime 1x -count=1 -timeout 10m ./appliance/; } | $(GO) run ./appliance/benchfmt
+
+## bench-image: the amd64 image built with a warm cache next to go build of its programs alone (the builder's share), its sizes, and QEMU start to the portal answering (kernel loaded directly, software emulation) next to QEMU start to gokrazy's own page answering (the appliance's share). Needs qemu-system-x86, squashfs-tools, systemd-boot-efi
+bench-image:
+	@$(GO) test -run '^$$' -bench '^BenchmarkImage' -benchtime 3x -count=1 -timeout 20m ./gokrazy/vm/ | $(GO) run ./appliance/benchfmt
 
 ## bench-calls: calls a second through the SBC (SIPp caller over UDP, SIPp callee behind the core realm over UDP and over TCP; INVITE, 180, 200, ACK, BYE, no media): the knee, the highest rate with under 0.1% of calls failed, and CPU time per call, and the highest rate without retransmissions (clean-calls/s), each next to Kamailio as a stateful proxy with topology hiding (the _ratio lines: SBC knee over Kamailio's); SIPp straight to SIPp, the load generator's own knee; memory per established call and per call just ended. Needs sipp (sip-tester) and kamailio; the same go test without benchfmt shows every step. Then calls with media (SIPp plays G.711 RTP, the callee echoes it): concurrent calls carried with under 0.1% of packets lost, next to SIPp straight to SIPp, and memory per call with media
 bench-calls:

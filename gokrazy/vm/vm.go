@@ -157,10 +157,9 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 		args = append(args, "qemu-system-aarch64", "-M", "raspi3b", "-display", "none", "-monitor", "none",
 			"-serial", "file:"+o.Serial, // the PL011, ttyAMA1 in the Pi device tree
 			"-kernel", o.Kernel, "-dtb", o.DTB, "-drive", "if=sd,format=raw,file="+o.Disk,
-			// One of the board's four cores: under software emulation on a
-			// busy machine, four vCPUs on fewer host cores can spin on
-			// each other's locks for minutes.
-			"-append", o.Append+" initcall_blacklist=bcm2835_wdt_driver_init maxcpus=1")
+			// earlycon: the kernel's first messages reach the serial
+			// console before its driver loads.
+			"-append", o.Append+" initcall_blacklist=bcm2835_wdt_driver_init earlycon=pl011,mmio32,0x3f201000")
 	default:
 		return nil, fmt.Errorf("vm: unknown boot %d", o.Boot)
 	}
