@@ -19,11 +19,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/psigate/psigate/gokrazy/bundle"
 	"github.com/psigate/psigate/gokrazy/disk"
 )
+
+// versionRE is what a version may hold: it names files and goes into the
+// linker's flags.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 
 // Options steer one build.
 type Options struct {
@@ -95,8 +100,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, errors.New("builder: a gokrazy password is required")
 	case o.SigningKey == nil || len(o.PublicKeyPEM) == 0:
 		return nil, errors.New("builder: an update signing key is required")
-	case o.Version == "":
-		return nil, errors.New("builder: a version is required")
+	case !versionRE.MatchString(o.Version):
+		return nil, fmt.Errorf("builder: version %q: want letters, digits and . _ + - (e.g. 1.4.0 or a git describe)", o.Version)
 	}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {

@@ -182,3 +182,26 @@ func TestExtraFilesStayInTheImage(t *testing.T) {
 }
 
 func testKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)) }
+
+// Build refuses what would make a broken or unsigned image before it
+// compiles anything.
+func TestBuildRefusesOptions(t *testing.T) {
+	good := Options{Password: "a long password", SigningKey: testKey(), PublicKeyPEM: []byte("x"), Version: "1.0.0",
+		ConfigPath: filepath.Join("..", "instances", "amd64", "config.json")}
+	for name, tc := range map[string]struct {
+		edit func(*Options)
+		want string
+	}{
+		"no password":        {func(o *Options) { o.Password = "" }, "password is required"},
+		"no key":             {func(o *Options) { o.SigningKey = nil }, "signing key is required"},
+		"no version":         {func(o *Options) { o.Version = "" }, "version"},
+		"version with space": {func(o *Options) { o.Version = "1.0 -X main.x=y" }, "version"},
+		"version with slash": {func(o *Options) { o.Version = "../1" }, "version"},
+	} {
+		o := good
+		tc.edit(&o)
+		if _, err := Build(t.Context(), o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+}
