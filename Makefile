@@ -21,15 +21,16 @@ build:
 
 ## image: gokrazy images for x86-64 PCs and the Raspberry Pi 4/5 into out/<target>/: disk.img to flash, and boot.img, root.img, mbr.img and a signed update bundle (.psig). The gokrazy password and the update signing key are kept in ~/.config/psigate, or SECRETS=<folder> (made on the first build: keep them). Needs squashfs-tools and systemd-boot-efi
 IMAGE_VERSION ?= $(VERSION)
+IMAGE_SIZE ?= 2G
 SECRETS ?=
 SECRETS_FLAG = $(if $(SECRETS),-secrets $(SECRETS))
 image: image-amd64 image-rpi
 
 image-amd64:
-	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/amd64/config.json -out out/amd64 -version $(IMAGE_VERSION) $(SECRETS_FLAG)
+	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/amd64/config.json -out out/amd64 -version $(IMAGE_VERSION) -size $(IMAGE_SIZE) $(SECRETS_FLAG)
 
 image-rpi:
-	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/rpi/config.json -out out/rpi -version $(IMAGE_VERSION) $(SECRETS_FLAG)
+	$(GO) run ./gokrazy/cmd/psigate-image -config gokrazy/instances/rpi/config.json -out out/rpi -version $(IMAGE_VERSION) -size $(IMAGE_SIZE) $(SECRETS_FLAG)
 
 ## qemu: boot out/amd64/disk.img in QEMU through UEFI (a copy: out/amd64/qemu.img keeps its state); portal at https://127.0.0.1:8443/, gokrazy's page at http://127.0.0.1:8080/, SIP TLS on 127.0.0.1:65061. Needs qemu-system-x86 and ovmf
 qemu:

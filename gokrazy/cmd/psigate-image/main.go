@@ -43,12 +43,17 @@ func main() {
 	flag.StringVar(&o.Version, "version", "", "firmware version (required)")
 	flag.StringVar(&secrets, "secrets", "", "folder of the gokrazy password and the update signing key, made on the first build (default $XDG_CONFIG_HOME/psigate or ~/.config/psigate)")
 	flag.StringVar(&buildTime, "build-time", "", "timestamp of every file, RFC 3339 (default $SOURCE_DATE_EPOCH, else now)")
-	flag.Int64Var(&o.DiskSize, "size", 2<<30, "bytes of the full disk image (/perm takes what the root partitions leave)")
+	size := flag.String("size", "2G", "size of the full disk image, e.g. 2G or 31914983424 (bytes); /perm takes what the boot and root partitions leave, so give the size of the target disk (or less) to use all of it: the image stays sparse")
 	flag.BoolVar(&o.NoDisk, "no-disk", false, "write only the update parts and bundle")
 	flag.StringVar(&o.ModuleDir, "module", ".", "the psigate source tree (where go.mod is)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o.Log = log
+	var err error
+	if o.DiskSize, err = parseSize(*size); err != nil {
+		fmt.Fprintln(os.Stderr, "psigate-image: -size:", err)
+		os.Exit(2)
+	}
 	if secrets == "" {
 		if configErr != nil {
 			fmt.Fprintln(os.Stderr, "psigate-image: no -secrets and no user configuration folder:", configErr)
@@ -163,4 +168,30 @@ func ensurePassword(file string) (string, error) {
 		return "", err
 	}
 	return pw, nil
+}
+
+// parseSize reads a size in bytes with an optional K, M, G or T suffix
+// (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return v * mult, nil
 }
