@@ -389,10 +389,29 @@ func TestAMD64DirectBoot(t *testing.T) {
 	needTools(t, vm.Direct)
 	t.Parallel()
 	set := buildAMD64(t)
-	v := boot(t, vm.Options{Disk: set.disk(t), Boot: vm.Direct, Kernel: set.kernel, Append: set.cmdline})
+	// The image written to a disk larger than itself: /perm grows to
+	// fill it at the first boot.
+	disk := set.disk(t)
+	if err := os.Truncate(disk, 3<<30); err != nil {
+		t.Fatal(err)
+	}
+	v := boot(t, vm.Options{Disk: disk, Boot: vm.Direct, Kernel: set.kernel, Append: set.cmdline})
 	p := newPortal(v)
 	took := waitHealthy(t, v, p, "1.0.0", 4*time.Minute)
 	t.Logf("direct boot: portal healthy %.1f s after QEMU started", took.Seconds())
+	ctx0, cancel0 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel0()
+	if err := v.WaitSerial(ctx0, "growperm: /perm grown to"); err != nil {
+		t.Error(err)
+	}
+	for _, l := range strings.Split(v.Serial(), "\n") {
+		if strings.Contains(l, "growperm:") || strings.Contains(l, "resized filesystem") {
+			t.Logf("serial: %s", strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(v.Serial(), "EXT4-fs (vda4): resized filesystem to") {
+		t.Error("the kernel did not report /perm resized")
+	}
 
 	serial := v.Serial()
 	for _, want := range []string{"Run /gokrazy/init", "EXT4-fs (vda4): mounted"} {
@@ -438,6 +457,9 @@ func TestAMD64DirectBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitHealthy(t, v, p, "1.0.0", 3*time.Minute)
+	if n := strings.Count(v.Serial(), "growperm: /perm grown to"); n != 1 {
+		t.Errorf("/perm grown %d times, want once (the second boot finds it filled)", n)
+	}
 	p.setupAndLogin(t, false)
 	if code, _, _ := p.json("POST", "/api/v1/setup", map[string]string{"password": "another long password"}, nil); code != 409 {
 		t.Errorf("setup after reboot: %d, want 409 (already set)", code)
