@@ -41,6 +41,14 @@ type call struct {
 	okMu   sync.Mutex
 	okSent bool // the caller has its 2xx
 	ended  bool
+	// answerDone is closed once the caller's 2xx has been sent and
+	// acknowledged (or timed out), or the call ended without one.
+	answerDone chan struct{}
+	answerOnce sync.Once
+	// holding is closed when the caller's 2xx waits for the PRACK of a
+	// reliable provisional: then there is no answer to wait for.
+	holding     chan struct{}
+	holdingOnce sync.Once
 
 	once     sync.Once
 	answered time.Time
@@ -50,6 +58,7 @@ type call struct {
 // answerCaller sends the caller its 2xx, unless the call ended
 // meanwhile (then hangup answered its INVITE with an error).
 func (c *call) answerCaller(ok *sip.Response) error {
+	defer c.answerFinished()
 	c.okMu.Lock()
 	if c.ended {
 		c.okMu.Unlock()
@@ -58,6 +67,25 @@ func (c *call) answerCaller(ok *sip.Response) error {
 	c.okSent = true
 	c.okMu.Unlock()
 	return c.caller.WriteResponse(ok) // returns at the ACK
+}
+
+func (c *call) answerFinished() { c.answerOnce.Do(func() { close(c.answerDone) }) }
+
+func (c *call) holdForPrack() { c.holdingOnce.Do(func() { close(c.holding) }) }
+
+// awaitAnswer waits, at most d, until the caller has its 2xx and has
+// acknowledged it: a callee that hangs up right after its own ACK must
+// not beat the answer to the caller, who would get an error for a call
+// that was answered (and may not get a BYE before its ACK, RFC 3261
+// section 15). A 2xx held for a PRACK is not waited for.
+func (c *call) awaitAnswer(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.answerDone:
+	case <-c.holding:
+	case <-t.C:
+	}
 }
 
 // CallInfo describes a call in progress.
@@ -116,6 +144,7 @@ func (c *call) hangup(log logger, by *leg, reason string) {
 		c.ended = true
 		okSent := c.okSent
 		c.okMu.Unlock()
+		defer c.answerFinished()
 		var wg sync.WaitGroup
 		for _, l := range c.legs {
 			if l == by {

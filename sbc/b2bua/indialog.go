@@ -44,6 +44,9 @@ func (b *B2BUA) HandleRequest(r *signal.Realm, req *sip.Request, tx sip.ServerTr
 		reason := ReasonCallerBye
 		if from.side != 0 {
 			reason = ReasonCalleeBye
+			// The callee has answered; its BYE may have overtaken
+			// psigate's 2xx to the caller.
+			c.awaitAnswer(5 * time.Second)
 		}
 		c.hangup(b.log, from, reason)
 	case sip.INVITE, sip.UPDATE:

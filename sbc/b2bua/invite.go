@@ -31,7 +31,7 @@ var ackWait = 64 * sip.T1
 // the established call.
 func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip.ServerTransaction) error {
 	in := caller.uas
-	c := &call{onEnd: s.OnEnd, cancel: func() {}, info: CallInfo{
+	c := &call{onEnd: s.OnEnd, cancel: func() {}, answerDone: make(chan struct{}), holding: make(chan struct{}), info: CallInfo{
 		From: uriString(partyURI(req.From().Address)), To: uriString(partyURI(req.To().Address)), ToClient: p.toClient,
 		CallerAgent: caller.agent, CallID: req.CallID().Value(), Started: time.Now(),
 	}}
@@ -249,6 +249,7 @@ func (b *B2BUA) bridge(s Settings, p plan, caller *leg, req *sip.Request, tx sip
 		acks = c.expectAck(caller, req.CSeq().SeqNo)
 	}
 	if rel != nil {
+		c.holdForPrack()
 		if err := rel.waitAnswered(ctx); err != nil {
 			// RFC 3262 section 3: no PRACK in 64*T1, a 5xx.
 			c.hangup(b.log, nil, "no PRACK")
