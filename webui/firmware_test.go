@@ -402,3 +402,19 @@ func TestFirmwareAPIAllowOlder(t *testing.T) {
 	fw.dev.WaitReboot(t)
 	wantOps(t, fw.dev, "root", "boot", "mbr", "switch", "reboot")
 }
+
+// The page says when bootguard has confirmed the running version, and
+// while it has not, why installs wait (instead of the form).
+func TestFirmwarePageTrial(t *testing.T) {
+	fw := newFWRig(t)
+	k := ready(t, withFirmware(fw.u))
+	wantHTML(t, k.get("/firmware"), http.StatusOK, "GET /firmware", `id="trial"`, "confirmed", `id="install-form"`)
+	state := filepath.Join(filepath.Dir(fw.rollback), "state.json")
+	if err := os.WriteFile(state, []byte(`{"goodRoot":3,"goodVersion":"0.1.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page := wantHTML(t, k.get("/firmware"), http.StatusOK, "GET /firmware on trial", "on trial", `id="on-trial"`, "partition 3 holds the version it falls back to")
+	if strings.Contains(page, `id="install-form"`) {
+		t.Error("the install form is shown while the running version is on trial")
+	}
+}
