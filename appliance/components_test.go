@@ -7,7 +7,7 @@ import (
 )
 
 // A service that runs but could not apply the running configuration is
-// "degraded", which /healthz reports as unhealthy.
+// "degraded", which /healthz names.
 func TestComponentStates(t *testing.T) {
 	got := components([]supervisor.State{
 		{Name: "portal", Running: true},

@@ -155,10 +155,8 @@ func components(states []supervisor.State) []webui.Component {
 		c := webui.Component{Name: s.Name, State: "stopped", Detail: s.Err}
 		switch {
 		case s.Running && s.Err != "":
-			// Running, but the running configuration did not apply:
-			// /healthz reports it, so bootguard does not keep a new
-			// firmware that cannot apply the configuration the old one
-			// ran.
+			// Running, but the running configuration did not apply
+			// (/healthz names it, with 200: it still serves).
 			c.State = "degraded"
 		case s.Running:
 			c.State = "running"

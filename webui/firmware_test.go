@@ -385,6 +385,13 @@ func TestHealthzNamesFailedServices(t *testing.T) {
 	}
 	set(webui.Component{Name: "portal", State: "running"}, webui.Component{Name: "sbc", State: "stopped"})
 	wantStatus(t, k.do(req{Path: "/healthz", Client: anon}), http.StatusServiceUnavailable, "healthz with a stopped service")
+	// Running but without its configuration applied: it still serves.
+	set(webui.Component{Name: "portal", State: "running"}, webui.Component{Name: "sbc", State: "degraded", Detail: "bind: address already in use"})
+	r = k.do(req{Path: "/healthz", Client: anon})
+	wantStatus(t, r, http.StatusOK, "healthz with a degraded service")
+	if !strings.Contains(r.String(), `"degraded"`) || !strings.Contains(r.String(), `"sbc"`) || strings.Contains(r.String(), "address already") {
+		t.Fatalf("healthz with a degraded service: %s", r.Body)
+	}
 }
 
 // An older build is refused with 422 unless allowOlder=true is asked for.

@@ -321,14 +321,26 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		Name  string `json:"name"`
 		State string `json:"state"`
 	}
-	var failing []down
+	var failing, degraded []down
 	for _, c := range st.Components {
-		if c.State != "running" && c.State != "not built yet" {
+		switch c.State {
+		case "running", "not built yet":
+		case "degraded":
+			degraded = append(degraded, down{c.Name, c.State})
+		default:
 			failing = append(failing, down{c.Name, c.State})
 		}
 	}
 	if failing != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unhealthy", "version": st.Version, "failing": failing})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unhealthy", "version": st.Version, "failing": append(failing, degraded...)})
+		return
+	}
+	// A service that runs but could not apply the configuration (a SIP
+	// port taken, an address not there yet at boot) still serves: 200, so
+	// that bootguard does not roll back a firmware for what the
+	// configuration or the network caused; the answer names it.
+	if degraded != nil {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "version": st.Version, "degraded": degraded})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": st.Version})
