@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -269,22 +268,11 @@ func startCallSBC(tb testing.TB, callee netip.AddrPort, transport Transport) *ca
 // callFreePort is a port free on addr for both UDP and TCP.
 func callFreePort(tb testing.TB, addr netip.Addr) int {
 	tb.Helper()
-	for range 20 {
-		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).AddrPort().Port()
-		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return int(port)
+	port, err := sbctest.FreePort(addr)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("no port free for both UDP and TCP on %s", addr)
-	return 0
+	return port
 }
 
 // logTail is the end of the SBC's log, for a failed benchmark.

@@ -419,22 +419,11 @@ func (k *Kamailio) writeTables(users map[string]string) error {
 // freePort returns a port that is free on addr for both TCP and UDP.
 func freePort(t testing.TB, addr netip.Addr) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
-		if err != nil {
-			t.Fatalf("sbctest: finding a free port on %s: %v", addr, err)
-		}
-		port := l.Addr().(*net.TCPAddr).AddrPort().Port()
-		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return int(port)
+	port, err := FreePort(addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("sbctest: found no port free for both TCP and UDP on %s", addr)
-	return 0
+	return port
 }
 
 // startLocked writes the configuration for k.Addr, starts kamailio and

@@ -49,7 +49,7 @@ func RunKamailio(bin, dir string, opts KamailioOptions) (*Kamailio, error) {
 	for attempt := 1; ; attempt++ {
 		port := opts.Port
 		if port == 0 {
-			if port, err = freeUDPTCPPort(listen); err != nil {
+			if port, err = FreePort(listen); err != nil {
 				return nil, err
 			}
 		}
@@ -101,8 +101,9 @@ func checkRunOptions(dir string, opts *KamailioOptions) (netip.Addr, error) {
 	return listen, nil
 }
 
-// freeUDPTCPPort returns a port that is free on addr for both TCP and UDP.
-func freeUDPTCPPort(addr netip.Addr) (int, error) {
+// FreePort returns a port that is free on addr for both TCP and UDP (a
+// SIP listener takes both).
+func FreePort(addr netip.Addr) (int, error) {
 	for range 20 {
 		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
 		if err != nil {
