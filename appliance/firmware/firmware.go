@@ -240,7 +240,8 @@ func (u *Updater) unavailable() string {
 // are possible, the last attempt and an undismissed rollback. It reads
 // the rollback file and raises or clears the alarm to match.
 func (u *Updater) Status() Status {
-	s := Status{Running: u.opts.Release, Unavailable: u.unavailable(), Trial: u.trial(), Confirmed: u.confirmed()}
+	s := Status{Running: u.opts.Release, Unavailable: u.unavailable()}
+	s.Trial, s.Confirmed = u.bootState()
 	s.OnTrial = s.Trial != ""
 	s.Updatable = s.Unavailable == ""
 	if u.opts.PublicKey != nil {

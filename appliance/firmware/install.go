@@ -52,7 +52,7 @@ var partWhat = map[string]string{"root": "the root partition", "boot": "the boot
 // Install refuses without reading: the other root partition holds the
 // fallback.
 func (u *Updater) Install(ctx context.Context, r io.Reader, o InstallOptions) (bundle.Manifest, error) {
-	if why := u.trial(); why != "" {
+	if why, _ := u.bootState(); why != "" {
 		return bundle.Manifest{}, u.trialError(why)
 	}
 	if err := u.begin(); err != nil {

@@ -22,49 +22,42 @@ type guardState struct {
 // ErrOnTrial: bootguard has not confirmed the running root partition.
 var ErrOnTrial = errors.New("the running firmware is not yet confirmed healthy")
 
-// trial says why an install must wait, or "" when it need not. An
-// install writes the root partition that is not running. Until bootguard
-// has confirmed the running one healthy, that other partition is the
-// fallback it rolls back to (after an update), or bootguard has not
-// recorded any good root yet (a new box) and would take the new version
-// as good without a trial. Either way the install waits. Without a
-// device nothing is written, so nothing waits.
-func (u *Updater) trial() string {
+// bootState reads bootguard's view of the running root once. wait says
+// why an install must wait, or "" when it need not: an install writes the
+// root partition that is not running. Until bootguard has confirmed the
+// running one healthy, that other partition is the fallback it rolls
+// back to (after an update), or bootguard has not recorded any good root
+// yet (a new box) and would take the new version as good without a
+// trial. Either way the install waits. Without a device nothing is
+// written, so nothing waits. confirmed is the version bootguard confirmed
+// on the running root, "" when it has not.
+func (u *Updater) bootState() (wait, confirmed string) {
+	root, rootErr := u.root()
+	st, stErr := guardState{}, error(nil)
+	if u.opts.RollbackFile != "" {
+		st, stErr = u.guardState()
+	}
+	if rootErr == nil && stErr == nil && u.opts.RollbackFile != "" && st.GoodRoot == root.Partition {
+		confirmed = st.GoodVersion
+	}
 	if u.opts.Device == nil || u.opts.RollbackFile == "" {
-		return ""
+		return "", confirmed
 	}
-	root, err := u.root()
-	if err != nil {
-		return fmt.Sprintf("the running root partition is unknown (%v)", err)
-	}
-	st, err := u.guardState()
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return "bootguard has not yet confirmed this firmware healthy; it does a minute or so after the appliance starts"
-	case err != nil:
-		return fmt.Sprintf("bootguard's state cannot be read (%v)", err)
+	case rootErr != nil:
+		wait = fmt.Sprintf("the running root partition is unknown (%v)", rootErr)
+	case errors.Is(stErr, os.ErrNotExist):
+		wait = "bootguard has not yet confirmed this firmware healthy; it does a minute or so after the appliance starts"
+	case stErr != nil:
+		wait = fmt.Sprintf("bootguard's state cannot be read (%v)", stErr)
 	case st.GoodRoot != root.Partition:
-		return fmt.Sprintf("version %s runs on trial from partition %d; bootguard keeps it once it has stayed healthy, and until then partition %d holds the version it falls back to", u.opts.Release.Version, root.Partition, st.GoodRoot)
+		wait = fmt.Sprintf("version %s runs on trial from partition %d; bootguard keeps it once it has stayed healthy, and until then partition %d holds the version it falls back to", u.opts.Release.Version, root.Partition, st.GoodRoot)
 	}
-	return ""
+	return wait, confirmed
 }
 
 func (u *Updater) trialError(why string) error {
 	return fmt.Errorf("%w: %s; try again then", ErrOnTrial, why)
-}
-
-// confirmed is the version bootguard confirmed on the running root, ""
-// when it has not.
-func (u *Updater) confirmed() string {
-	root, err := u.root()
-	if err != nil {
-		return ""
-	}
-	st, err := u.guardState()
-	if err != nil || st.GoodRoot != root.Partition {
-		return ""
-	}
-	return st.GoodVersion
 }
 
 func (u *Updater) root() (ota.Root, error) {
