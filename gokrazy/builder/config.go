@@ -290,12 +290,7 @@ func (c *Config) Basename(pkg string) string {
 	if pc, ok := c.PackageConfig[pkg]; ok && pc.Basename != "" {
 		return pc.Basename
 	}
-	elems := strings.Split(pkg, "/")
-	last := elems[len(elems)-1]
-	if len(elems) > 1 && regexp.MustCompile(`^v[0-9]+$`).MatchString(last) {
-		last = elems[len(elems)-2]
-	}
-	return last
+	return goBuildName(pkg)
 }
 
 // HTTPPort is the port of gokrazy's own status page and update

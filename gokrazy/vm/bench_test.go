@@ -25,11 +25,7 @@ func benchImages(b *testing.B) (root string, o builder.Options) {
 	if err := vm.Tools(vm.Direct); err != nil {
 		b.Skipf("image benchmark skipped: %v", err)
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	root = filepath.Dir(strings.TrimSpace(string(out)))
+	root = moduleRoot(b)
 	dir := b.TempDir()
 	password, key, pubPEM, err := secrets(dir)
 	if err != nil {
